@@ -1,0 +1,19 @@
+"""The one exception type users see.
+
+Every anticipated failure (bad recipe, bad data, missing model, unwritable output) is raised as a
+``BertkitError`` carrying one sentence that names the file, row or key, and a hint with the fix.
+The CLI prints ``error: <message>`` and ``hint: <hint>`` and exits with code 1; set
+``BERTKIT_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+
+class BertkitError(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
