@@ -1,0 +1,5 @@
+"""``python -m bertkit`` is the same as the ``bertkit`` command."""
+
+from bertkit.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""``evaluate`` and ``predict``: a saved model applied to new data, through the same task code.
+
+A bertkit output directory carries its ``recipe.yaml``, so the task, the column names and the
+options (max_length, truncation, threshold) come back from it; command-line ``key=value``
+overrides change them as in ``finetune``. A plain ``save_pretrained`` directory works too (a
+sequence classifier, with default column names).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bertkit import data as data_mod
+from bertkit import hardware, models, outputs, tasks
+from bertkit import recipe as recipe_mod
+from bertkit.errors import BertkitError
+from bertkit.train import Prepared, evaluate_split, log
+
+
+def saved_recipe(model_dir: str, overrides: list[str], data: dict[str, Any] | None = None) -> recipe_mod.Recipe:
+    """The recipe a model was trained with (or a default), pointed at ``model_dir`` and new data."""
+    recipe_mod._load_task_modules()
+    path = Path(model_dir) / "recipe.yaml"
+    if path.exists():
+        tree = recipe_mod.read_yaml(path)
+    else:
+        models.resolve(model_dir)  # a clear error for a missing path or a non-model directory
+        tree = {"task": "classification"}
+    tree["model"] = model_dir
+    tree.setdefault("output_dir", str(Path(model_dir) / "evaluations"))
+    data_tree = dict(tree.get("data") or {})
+    for key in ("dataset", "config", "train", "validation", "test"):
+        data_tree.pop(key, None)
+    data_tree.update(data or {})
+    tree["data"] = data_tree
+    tree = recipe_mod.apply_overrides(tree, overrides)
+    return recipe_mod.from_dict(tree, source=str(path) if path.exists() else None, for_training=False)
+
+
+def _data_source(data: str, split: str | None) -> dict[str, Any]:
+    """A local file is evaluated as the 'test' split; anything else is taken as a hub dataset id."""
+    if Path(data).exists() or Path(data).suffix.lower() in data_mod.FORMATS_BY_SUFFIX:
+        return {"test": data}
+    return {"dataset": data, "test": split or "test"}
+
+
+def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: list[str] | None = None,
+             output_dir: str | None = None, batch_size: int = 64) -> tuple[dict[str, Any], Path]:
+    recipe = saved_recipe(model_dir, overrides or [], _data_source(data, split))
+    task = tasks.get(recipe.task)
+    raw = data_mod.load(recipe.data, recipe.task)
+    dataset = raw["test"]
+    dropped = 0
+    if hasattr(task, "clean_split"):
+        dataset, dropped = task.clean_split(dataset, recipe, f"evaluation data {data}")
+    dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
+    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
+    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
+                              trust_remote_code=recipe.trust_remote_code)
+    model.to(hardware.device())
+    spec = task.spec_from_model(model.config, recipe)
+    feats, lengths = task.features(dataset, tokenizer, recipe, spec, f"evaluation data {data}")
+    import datasets
+
+    p = Prepared(recipe=recipe, task=task, spec=spec, tokenizer=tokenizer, raw=datasets.DatasetDict({"test": dataset}),
+                 features={"test": feats}, lengths={"test": lengths}, dropped={"test": dropped})
+    started = time.perf_counter()
+    metrics, rows = evaluate_split(p, model, "test", batch_size)
+    seconds = time.perf_counter() - started
+    metrics["data"] = {"source": data, "split": split or "test", "examples": len(dataset), "dropped_empty": dropped,
+                       "lengths": lengths}
+    metrics["seconds"] = round(seconds, 2)
+    target = Path(output_dir) if output_dir else Path(model_dir) / "evaluations" / _slug(data, split)
+    target.mkdir(parents=True, exist_ok=True)
+    outputs.write_json(target / "metrics.json", metrics)
+    outputs.write_jsonl(target / "predictions.jsonl", rows)
+    return metrics, target
+
+
+def _slug(data: str, split: str | None) -> str:
+    stem = Path(data).stem if Path(data).suffix else data.replace("/", "__")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "data"
+    return safe + (f"-{split}" if split else "")
+
+
+def predict(model_dir: str, source: str, *, output: str | None, overrides: list[str] | None = None,
+            batch_size: int = 64, chunk: int = 2048) -> int:
+    """Stream ``source`` through the model in chunks; write one JSON line per input. Returns the count."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    recipe = saved_recipe(model_dir, overrides or [])
+    task = tasks.get(recipe.task)
+    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
+    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
+                              trust_remote_code=recipe.trust_remote_code)
+    model.to(hardware.device())
+    spec = task.spec_from_model(model.config, recipe)
+    precision = hardware.resolve_precision(recipe.precision)
+    column = recipe.data.text_column
+    out_path = Path(output) if output else None
+    partial = out_path.with_name(out_path.name + ".partial") if out_path else None
+    sink = open(partial, "w", encoding="utf-8") if partial else sys.stdout
+    count = 0
+    bar = tqdm(desc="predicting", unit="ex", disable=out_path is None)
+    try:
+        pending: list[dict[str, Any]] = []
+        for row in data_mod.iter_input_lines(source, column):
+            if column not in row and "text" in row:
+                row = {**row, column: row["text"]}
+            if column not in row:
+                raise BertkitError(f"{source}: input row {count + len(pending) + 1} has no '{column}' field",
+                                   f"its fields are {', '.join(row)}; set data.text_column=...")
+            pending.append(row)
+            if len(pending) >= chunk:
+                count += _write(sink, task.predict_batch(spec, recipe, tokenizer, model, pending, precision, batch_size))
+                bar.update(len(pending))
+                pending = []
+        if pending:
+            count += _write(sink, task.predict_batch(spec, recipe, tokenizer, model, pending, precision, batch_size))
+            bar.update(len(pending))
+    except BaseException:
+        if partial:
+            sink.close()
+            partial.unlink(missing_ok=True)
+        raise
+    bar.close()
+    if partial:
+        sink.close()
+        partial.replace(out_path)
+    if count == 0:
+        log(f"warning: {source} held no input lines")
+    return count
+
+
+def _write(sink: Any, rows: list[dict[str, Any]]) -> int:
+    import json
+
+    for row in rows:
+        sink.write(json.dumps(outputs.json_safe(row), ensure_ascii=False) + "\n")
+    sink.flush()
+    return len(rows)

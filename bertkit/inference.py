@@ -1,0 +1,75 @@
+"""Batched, length-sorted inference shared by ``evaluate``, ``predict`` and ``embed``.
+
+Examples are sorted by length before batching so each batch pads only to its own longest member
+(far less wasted compute than padding every input to ``max_length``), run without autograd in the
+chosen precision, and returned in the original order.
+
+What this does not do: tokenise (the task modules do) or interpret the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    width = (width + 7) // 8 * 8  # multiples of 8 suit vectorised kernels
+    batch = {}
+    for key, fill in (("input_ids", pad_id), ("token_type_ids", 0), ("attention_mask", 0)):
+        if key in rows[0]:
+            batch[key] = torch.tensor([list(r[key]) + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
+    return batch
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, longest first (memory peaks early, then falls).
+
+    With ``max_tokens``, a batch also stops growing once batch x longest would exceed it, so short
+    inputs get big batches and long inputs small ones.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= batch_size or (max_tokens and (len(batch) + 1) * lengths[batch[0]] > max_tokens)):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: int = 64, precision: str = "fp32",
+            outputs: tuple[str, ...] = ("logits",), per_token: bool = False, desc: str | None = None,
+            progress: bool = True, max_tokens: int | None = 16384) -> dict[str, list[np.ndarray]]:
+    """Run ``model`` over feature rows; return each requested output per example.
+
+    With ``per_token`` the outputs are (batch, seq, ...) and each is cut back to its example's own
+    length, so the caller never sees padding positions.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from bertkit.hardware import autocast
+
+    on = next(model.parameters()).device.type
+    model.eval()
+    lengths = [len(r["input_ids"]) for r in rows]
+    results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
+    bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None, unit="ex")
+    with torch.inference_mode(), autocast(precision, on):
+        for idx in length_sorted_batches(lengths, batch_size, max_tokens):
+            batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items()}
+            out = model(**batch)
+            for name in outputs:
+                value = out[name].float().cpu().numpy()
+                for j, i in enumerate(idx):
+                    results[name][i] = value[j][: lengths[i]] if per_token else value[j]
+            bar.update(len(idx))
+    bar.close()
+    return results

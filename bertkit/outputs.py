@@ -1,0 +1,251 @@
+"""The output directory: staged, then published atomically; its files, model card and plots.
+
+A run writes into ``<output_dir>.partial`` (checkpoints live there too, so ``--resume`` finds them)
+and only a finished run is renamed to ``output_dir``. A crash, Ctrl-C or a full disk therefore never
+leaves a directory that looks like a complete model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bertkit.errors import BertkitError
+
+
+def staging_dir(output_dir: str | Path) -> Path:
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + ".partial")
+
+
+def prepare(output_dir: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
+    """Check ``output_dir`` can be written and return the staging directory to write into."""
+    output_dir = Path(output_dir)
+    work = staging_dir(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BertkitError(f"output_dir {output_dir} is a file", "choose another output_dir=...")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise BertkitError(f"output directory {output_dir} already exists and is not empty",
+                           "pass --overwrite to replace it, or choose output_dir=another/path")
+    if resume and not work.is_dir():
+        raise BertkitError(f"nothing to resume: {work} does not exist",
+                           "resume continues an interrupted run with the same output_dir; start without --resume")
+    parent = output_dir.parent if str(output_dir.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BertkitError(f"cannot create {parent}: {exc.strerror}", "choose a writable output_dir=...") from exc
+    if not os.access(parent, os.W_OK):
+        raise BertkitError(f"output directory {parent} is not writable", "choose a writable output_dir=...")
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def publish(work: Path, output_dir: str | Path, keep: tuple[str, ...] = ()) -> Path:
+    """Drop checkpoints, then swap the finished staging directory into place in one rename."""
+    output_dir = Path(output_dir)
+    for child in work.glob("checkpoint-*"):
+        if child.name not in keep:
+            shutil.rmtree(child)
+    old = output_dir.with_name(output_dir.name + ".old")
+    if output_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        output_dir.rename(old)
+    work.rename(output_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return output_dir
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    try:
+        Path(path).write_text(json.dumps(json_safe(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BertkitError(f"cannot write {path}: {exc.strerror}", "free disk space or choose another output_dir") from exc
+
+
+def write_jsonl(path: str | Path, rows: Any) -> int:
+    n = 0
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(json_safe(row), ensure_ascii=False) + "\n")
+                n += 1
+    except OSError as exc:
+        raise BertkitError(f"cannot write {path}: {exc.strerror}", "free disk space or choose another output_dir") from exc
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) -> bool:
+    """Loss (train and eval) and the selection metric against the epoch, as one PNG."""
+    train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
+    evals = [e for e in log_history if "eval_loss" in e]
+    if not train and not evals:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    if train:
+        axes[0].plot(*zip(*train), label="train loss", lw=1)
+    if evals:
+        axes[0].plot([e["epoch"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="validation loss")
+        key = f"eval_{metric}"
+        points = [(e["epoch"], e[key]) for e in evals if key in e]
+        if points:
+            axes[1].plot(*zip(*points), "o-", color="tab:green")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend()
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel(f"validation {metric}")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_confusion(labels: list[str], matrix: list[list[int]], path: Path) -> None:
+    plt = _pyplot()
+    _use_cjk_font(plt, labels)
+    n = len(labels)
+    size = max(3.5, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    peak = max((max(r) for r in matrix), default=0)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center",
+                    color="white" if matrix[i][j] > peak / 2 else "black")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title("confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _use_cjk_font(plt: Any, labels: list[str]) -> None:
+    """Pick an installed font with Japanese glyphs when labels need one (else boxes are drawn)."""
+    if not any(ord(c) > 0x2E80 for label in labels for c in label):
+        return
+    from matplotlib import font_manager
+
+    for font in font_manager.fontManager.ttflist:
+        if any(key in font.name for key in ("Noto Sans CJK", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")):
+            plt.rcParams["font.family"] = font.name
+            return
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card
+
+
+def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str] | None, split_sizes: dict[str, int],
+               metrics: dict[str, Any], lengths: dict[str, Any], notes: list[str], command: str) -> str:
+    """A README.md for the output directory: what was trained on what, how well, and how to load it."""
+    lines = [
+        "---",
+        "library_name: transformers",
+        f"pipeline_tag: {task_desc}",
+        "tags: [bertkit]",
+        "---",
+        "",
+        f"# {Path(recipe.output_dir).name}",
+        "",
+        f"Fine-tuned with bertkit from **{model_desc}** for **{recipe.task}**.",
+        "",
+        "## Data",
+        "",
+    ]
+    data = recipe.data
+    source = f"hub dataset `{data.dataset}`" + (f" ({data.config})" if data.config else "") if data.dataset else "local files"
+    lines.append(f"- Source: {source}")
+    for split in ("train", "validation", "test"):
+        where = getattr(data, split)
+        if split in split_sizes:
+            origin = f" from `{where}`" if where else (" (held out from train, stratified)" if split == "validation" else "")
+            lines.append(f"- {split}: {split_sizes[split]} examples{origin}")
+    if lengths:
+        lines.append(f"- Tokens per training example: median {lengths.get('tokens_p50')}, 90th percentile "
+                     f"{lengths.get('tokens_p90')}, max {lengths.get('tokens_max')}; {lengths.get('truncated', 0)} "
+                     f"({lengths.get('truncated_pct', 0)} %) longer than max_length={recipe.max_length}")
+    if labels:
+        lines += ["", "## Labels", "", ", ".join(f"`{l}`" for l in labels[:100])]
+    lines += ["", "## Hyper-parameters", "", "| key | value |", "|---|---|"]
+    args = recipe.training_args()
+    for key in ("num_train_epochs", "learning_rate", "per_device_train_batch_size", "weight_decay", "warmup_steps",
+                "seed"):
+        lines.append(f"| {key} | {args.get(key)} |")
+    lines.append(f"| max_length | {recipe.max_length} |")
+    lines.append(f"| precision | {recipe.precision} |")
+    lines += ["", "## Results", ""]
+    for split, values in metrics.items():
+        if not isinstance(values, dict):
+            continue
+        flat = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if flat:
+            lines.append(f"**{split}**: " + ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
+                                                       for k, v in flat.items()))
+            lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        f'pipe = pipeline("{task_desc}", model="{Path(recipe.output_dir).name}")',
+        "```",
+        "",
+        "or from the shell:",
+        "",
+        "```",
+        f"bertkit predict {recipe.output_dir} input.jsonl --output predictions.jsonl",
+        "```",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "`recipe.yaml` in this directory holds every resolved setting.",
+        "",
+    ]
+    return "\n".join(lines)

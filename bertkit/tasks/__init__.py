@@ -1,0 +1,38 @@
+"""Task modules: one file per task, each exposing the same few functions.
+
+Every task module provides:
+
+- ``Options``                    dataclass behind the recipe section named after the task
+- ``model_class()``              the ``transformers`` Auto class to load
+- ``prepare(raw, recipe)``       check columns/labels on raw splits -> a task ``Spec`` (labels etc.)
+- ``spec_from_model(config, recipe)``  the same ``Spec`` recovered from a saved model's config
+- ``features(dataset, tokenizer, recipe, spec)``  tokenised ``Dataset`` + a length/truncation report
+- ``collator(tokenizer)``        batches padded dynamically
+- ``compute_metrics(spec, recipe)``  the Trainer's per-evaluation metric function
+- ``report(spec, logits, features, raw)``  full metrics for ``metrics.json`` (per class etc.)
+- ``prediction_rows(spec, logits, features, raw, recipe)``  one dict per example for predictions.jsonl
+- ``best_metric(recipe)``        (metric name, greater_is_better) for best-model selection
+
+Adding a task means adding one module and one line in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = {
+    "classification": "bertkit.tasks.classification",
+}
+
+
+def get(task: str) -> ModuleType:
+    return importlib.import_module(_MODULES[task])
+
+
+def names() -> list[str]:
+    return list(_MODULES)
+
+
+for _name in _MODULES:  # importing registers each task's recipe section
+    get(_name)

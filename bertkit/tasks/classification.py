@@ -1,0 +1,420 @@
+"""Sequence classification: single-label, multi-label and regression, on one text or a text pair.
+
+Labels are discovered from the training data in a stable order (sorted strings, or sorted integers)
+and saved as ``id2label``/``label2id`` in the model config, so evaluation and prediction on any
+later data map labels the same way; an evaluation label the model does not know is an error.
+Inputs longer than ``max_length`` are cut by the recipe's ``classification.truncation`` rule
+(head, tail or head+tail) and always counted and reported, never cut silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bertkit import encoding
+from bertkit.errors import BertkitError
+from bertkit.recipe import Recipe, register_task_options
+
+
+@dataclass(frozen=True)
+class Options:
+    problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
+    label_names: list[str] | None = None  # display names for integer labels 0..n-1, in order
+    threshold: float = 0.5  # multi-label decision threshold on sigmoid scores
+    class_weights: bool = False  # weight the loss by inverse class frequency (single-label only)
+    # How to fit texts longer than max_length: keep the head, the tail, or both ends (head+tail
+    # did best on long IMDb reviews in Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?").
+    truncation: Literal["head", "tail", "head_tail"] = "head"
+    head_tokens: int = 128  # with truncation=head_tail: tokens kept from the start
+
+    def check(self, recipe: Recipe) -> list[str]:
+        problems = []
+        if not 0 < self.threshold < 1:
+            problems.append(f"'classification.threshold' must be between 0 and 1, got {self.threshold}")
+        if self.head_tokens < 0 or self.head_tokens > recipe.max_length - 2:
+            problems.append(f"'classification.head_tokens' must be between 0 and max_length-2 ({recipe.max_length - 2})")
+        if self.class_weights and self.problem_type != "single_label":
+            problems.append("'classification.class_weights' applies to problem_type single_label only")
+        return problems
+
+
+register_task_options("classification", Options)
+
+
+@dataclass
+class Spec:
+    """What a classification model needs to know about its labels."""
+
+    problem_type: str
+    labels: list[str] = field(default_factory=list)  # id -> name
+    values: list[Any] = field(default_factory=list)  # id -> raw value as it appears in the data
+    class_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.problem_type == "regression" else len(self.labels)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"num_labels": self.num_labels}
+        if self.problem_type != "regression":
+            kwargs["id2label"] = dict(enumerate(self.labels))
+            kwargs["label2id"] = {name: i for i, name in enumerate(self.labels)}
+            if self.values and all(isinstance(v, int) for v in self.values) and self.labels != [str(v) for v in self.values]:
+                kwargs["bertkit_integer_labels"] = True  # integer labels renamed by label_names
+        kwargs["problem_type"] = {"single_label": "single_label_classification",
+                                  "multi_label": "multi_label_classification",
+                                  "regression": "regression"}[self.problem_type]
+        return kwargs
+
+    def label_id(self, value: Any, where: str) -> int:
+        """Map a raw label (string name, integer, or the integer's string) to its id."""
+        for candidate in (value, str(value)):
+            if candidate in self._lookup:
+                return self._lookup[candidate]
+        known = ", ".join(map(str, self.labels[:20]))
+        raise BertkitError(f"{where}: label {value!r} is not one the model knows ({known})",
+                           "fix the label, or retrain with it in the training data")
+
+    @property
+    def _lookup(self) -> dict[Any, int]:
+        table: dict[Any, int] = {}
+        for i, (name, value) in enumerate(zip(self.labels, self.values)):
+            table[name] = i
+            table[value] = i
+            table[str(value)] = i
+        return table
+
+
+def model_class() -> Any:
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification
+
+
+def best_metric(recipe: Recipe) -> tuple[str, bool]:
+    if recipe.metric_for_best_model:
+        name = recipe.metric_for_best_model
+        return name, not any(k in name for k in ("loss", "mse", "mae"))
+    if recipe.options.problem_type == "regression":
+        return "mse", False
+    return ("f1_micro" if recipe.options.problem_type == "multi_label" else "f1_macro"), True
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def _columns(recipe: Recipe) -> dict[str, str | None]:
+    d = recipe.data
+    return {"text_column": d.text_column, "text_pair_column": d.text_pair_column, "label_column": d.label_column}
+
+
+def clean_split(dataset: Any, recipe: Recipe, split: str, need_labels: bool = True) -> tuple[Any, int]:
+    """Check columns, then drop (or refuse) rows whose text is empty; return (dataset, n_dropped)."""
+    from bertkit.data import require_columns
+
+    columns = _columns(recipe)
+    if not need_labels:
+        columns.pop("label_column")
+    require_columns(dataset, columns, split)
+    text_cols = [c for c in (recipe.data.text_column, recipe.data.text_pair_column) if c]
+
+    def empty(row: dict[str, Any]) -> bool:
+        return any(row[c] is None or not str(row[c]).strip() for c in text_cols)
+
+    bad = [i for i, row in enumerate(dataset.select_columns(text_cols)) if empty(row)]
+    if need_labels:
+        bad_labels = [i for i, v in enumerate(dataset[recipe.data.label_column]) if v is None or v == ""]
+        if bad_labels:
+            raise BertkitError(f"the {split} data has {len(bad_labels)} rows without a label (first: row {bad_labels[0] + 1})",
+                               f"fill in '{recipe.data.label_column}' or remove those rows")
+    if bad and recipe.data.empty_text == "error":
+        raise BertkitError(f"the {split} data has {len(bad)} rows with empty text (first: row {bad[0] + 1})",
+                           "remove them, or set data.empty_text=drop")
+    if bad:
+        keep = sorted(set(range(len(dataset))) - set(bad))
+        dataset = dataset.select(keep)
+        if len(dataset) == 0:
+            raise BertkitError(f"every row of the {split} data has empty text", f"check data.text_column ({recipe.data.text_column})")
+    return dataset, len(bad)
+
+
+def prepare(raw: Any, recipe: Recipe) -> Spec:
+    """Discover labels from the training split (stable order) and check the other splits use them."""
+    opts = recipe.options
+    values = raw["train"][recipe.data.label_column]
+    if opts.problem_type == "regression":
+        try:
+            [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise BertkitError("problem_type regression needs numeric labels, but the training data has "
+                               f"{next(v for v in values if not _is_number(v))!r}",
+                               "set classification.problem_type=single_label for categories") from None
+        return Spec(problem_type="regression")
+    flat = [v for vs in values for v in _as_list(vs)] if opts.problem_type == "multi_label" else list(values)
+    kinds = {type(v) for v in flat}
+    if kinds - {int, str}:
+        raise BertkitError(f"labels must be strings or integers, found {', '.join(sorted(k.__name__ for k in kinds))}",
+                           "for numbers to predict, set classification.problem_type=regression")
+    if kinds == {int, str}:
+        flat = [str(v) for v in flat]
+    distinct = sorted(set(flat))
+    if len(distinct) < 2 and opts.problem_type == "single_label":
+        raise BertkitError(f"the training data has a single label ({distinct[0]!r}); a classifier needs two or more",
+                           f"check data.label_column ({recipe.data.label_column})")
+    names = [str(v) for v in distinct]
+    if opts.label_names:
+        if not all(isinstance(v, int) and v >= 0 for v in distinct):
+            raise BertkitError("classification.label_names names integer labels 0..n-1, but the data has other labels",
+                               "remove label_names; string labels name themselves")
+        if len(opts.label_names) <= max(distinct):
+            raise BertkitError(f"classification.label_names has {len(opts.label_names)} names, but the data has label {max(distinct)}",
+                               "give one name per label id, in id order")
+        distinct = list(range(len(opts.label_names)))
+        names = list(opts.label_names)
+    spec = Spec(problem_type=opts.problem_type, labels=names, values=distinct,
+                class_counts={names[distinct.index(v)]: c for v, c in Counter(flat).items() if v in distinct})
+    for split in raw:
+        if split != "train":
+            for i, v in enumerate(raw[split][recipe.data.label_column]):
+                for item in _as_list(v) if opts.problem_type == "multi_label" else [v]:
+                    spec.label_id(item, f"{split} data, row {i + 1}")
+    return spec
+
+
+def spec_from_model(config: Any, recipe: Recipe) -> Spec:
+    problem = {"multi_label_classification": "multi_label", "regression": "regression"}.get(
+        getattr(config, "problem_type", None) or "", "single_label")
+    if problem == "regression":
+        return Spec(problem_type=problem)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    values: list[Any] = [int(n) if str(n).lstrip("-").isdigit() else n for n in labels]
+    # Integer labels renamed by label_names: raw values are still the ids.
+    if all(isinstance(v, str) for v in values) and getattr(config, "bertkit_integer_labels", False):
+        values = list(range(len(labels)))
+    return Spec(problem_type=problem, labels=labels, values=values)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def class_weights(spec: Spec) -> list[float]:
+    """Inverse-frequency weights, normalised to mean 1 (sklearn's 'balanced' rule)."""
+    total = sum(spec.class_counts.values())
+    k = len(spec.labels)
+    return [total / (k * max(spec.class_counts.get(name, 0), 1)) for name in spec.labels]
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+
+
+def encode_label(spec: Spec, value: Any, where: str) -> Any:
+    if spec.problem_type == "regression":
+        return float(value)
+    if spec.problem_type == "multi_label":
+        vec = [0.0] * len(spec.labels)
+        for item in _as_list(value):
+            vec[spec.label_id(item, where)] = 1.0
+        return vec
+    return spec.label_id(value, where)
+
+
+def encode_texts(tokenizer: Any, recipe: Recipe, texts: list[str], pairs: list[str] | None) -> tuple[list[dict[str, Any]], list[int]]:
+    """Model inputs for texts (and optional pairs) plus each example's untruncated length."""
+    opts = recipe.options
+    first = encoding.token_ids(tokenizer, [str(t) for t in texts])
+    second = encoding.token_ids(tokenizer, [str(t) for t in pairs]) if pairs is not None else None
+    budget = recipe.max_length - encoding.n_specials(second is not None)
+    rows, full_lengths = [], []
+    for i, a in enumerate(first):
+        if second is None:
+            full_lengths.append(len(a) + 2)
+            ids, types = encoding.with_specials(tokenizer, encoding.fit_single(a, budget, opts.truncation, opts.head_tokens))
+        else:
+            b = second[i]
+            full_lengths.append(len(a) + len(b) + 3)
+            ids, types = encoding.with_specials(tokenizer, *encoding.fit_pair(a, b, budget))
+        rows.append({"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "length": len(ids)})
+    return rows, full_lengths
+
+
+def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: str = "train",
+             with_labels: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Tokenise a split; return the feature Dataset and a report of lengths and truncation."""
+    import datasets
+
+    d = recipe.data
+    pairs = dataset[d.text_pair_column] if d.text_pair_column else None
+    rows, full_lengths = encode_texts(tokenizer, recipe, dataset[d.text_column], pairs)
+    if with_labels:
+        for i, (row, value) in enumerate(zip(rows, dataset[d.label_column])):
+            row["labels"] = encode_label(spec, value, f"{split} data, row {i + 1}")
+    return datasets.Dataset.from_list(rows), length_report(full_lengths, recipe.max_length)
+
+
+def length_report(full_lengths: list[int], max_length: int) -> dict[str, Any]:
+    arr = np.asarray(full_lengths) if full_lengths else np.zeros(1, dtype=int)
+    truncated = int((arr > max_length).sum())
+    return {
+        "examples": len(full_lengths),
+        "tokens_p50": int(np.percentile(arr, 50)),
+        "tokens_p90": int(np.percentile(arr, 90)),
+        "tokens_p99": int(np.percentile(arr, 99)),
+        "tokens_max": int(arr.max()),
+        "truncated": truncated,
+        "truncated_pct": round(100.0 * truncated / max(len(full_lengths), 1), 2),
+    }
+
+
+def collator(tokenizer: Any) -> Any:
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and predictions
+
+
+def probabilities(spec: Spec, logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    if spec.problem_type == "multi_label":
+        return 1.0 / (1.0 + np.exp(-logits))
+    if spec.problem_type == "regression":
+        return logits.reshape(-1)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray, detailed: bool) -> dict[str, Any]:
+    from sklearn import metrics as skm
+
+    if spec.problem_type == "regression":
+        pred = np.asarray(logits, dtype=np.float64).reshape(-1)
+        gold = np.asarray(labels, dtype=np.float64).reshape(-1)
+        from scipy.stats import pearsonr, spearmanr
+
+        out = {"mse": float(np.mean((pred - gold) ** 2)), "mae": float(np.mean(np.abs(pred - gold)))}
+        if len(gold) > 1 and np.std(gold) > 0 and np.std(pred) > 0:
+            out["pearson"] = float(pearsonr(pred, gold)[0])
+            out["spearman"] = float(spearmanr(pred, gold)[0])
+        return out
+    if spec.problem_type == "multi_label":
+        pred = (probabilities(spec, logits) >= threshold).astype(int)
+        gold = np.asarray(labels).astype(int)
+        out = {"subset_accuracy": float(skm.accuracy_score(gold, pred))}
+        for avg in ("micro", "macro"):
+            p, r, f, _ = skm.precision_recall_fscore_support(gold, pred, average=avg, zero_division=0)
+            out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
+        if detailed:
+            out["per_class"] = _per_class(skm, gold, pred, spec.labels, multi=True)
+        return out
+    pred = np.asarray(logits).argmax(-1)
+    gold = np.asarray(labels).astype(int)
+    ids = list(range(len(spec.labels)))
+    out = {"accuracy": float(skm.accuracy_score(gold, pred))}
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(gold, pred, labels=ids, average=avg, zero_division=0)
+        out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
+    if detailed:
+        out["per_class"] = _per_class(skm, gold, pred, spec.labels, multi=False)
+        out["confusion_matrix"] = {"labels": spec.labels,
+                                   "matrix": skm.confusion_matrix(gold, pred, labels=ids).tolist()}
+    return out
+
+
+def _per_class(skm: Any, gold: np.ndarray, pred: np.ndarray, names: list[str], multi: bool) -> dict[str, Any]:
+    kwargs = {} if multi else {"labels": list(range(len(names)))}
+    p, r, f, s = skm.precision_recall_fscore_support(gold, pred, average=None, zero_division=0, **kwargs)
+    return {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(names)}
+
+
+def compute_metrics(spec: Spec, recipe: Recipe) -> Any:
+    def fn(eval_pred: Any) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        return _scores(spec, recipe.options.threshold, logits, eval_pred.label_ids, detailed=False)
+
+    return fn
+
+
+def report(spec: Spec, recipe: Recipe, logits: np.ndarray, feats: Any) -> dict[str, Any]:
+    return _scores(spec, recipe.options.threshold, logits, np.asarray(feats["labels"]), detailed=True)
+
+
+def predict_row(spec: Spec, threshold: float, logits_row: np.ndarray) -> dict[str, Any]:
+    """One prediction: label and score, plus every label's probability by name."""
+    probs = probabilities(spec, logits_row[None, :])[0] if spec.problem_type != "regression" else None
+    if spec.problem_type == "regression":
+        return {"value": float(np.asarray(logits_row).reshape(-1)[0])}
+    scores = {name: round(float(p), 6) for name, p in zip(spec.labels, probs)}
+    if spec.problem_type == "multi_label":
+        chosen = [name for name, p in zip(spec.labels, probs) if p >= threshold]
+        return {"labels": chosen, "scores": scores}
+    best = int(np.argmax(probs))
+    return {"label": spec.labels[best], "score": round(float(probs[best]), 6), "probabilities": scores}
+
+
+def prediction_rows(spec: Spec, recipe: Recipe, logits: np.ndarray, raw: Any) -> list[dict[str, Any]]:
+    """predictions.jsonl rows for an evaluated split: input text, gold label and the prediction."""
+    d = recipe.data
+    rows = []
+    for i, example in enumerate(raw):
+        row: dict[str, Any] = {"text": example[d.text_column]}
+        if d.text_pair_column:
+            row["text_pair"] = example[d.text_pair_column]
+        if d.label_column in example:
+            gold = example[d.label_column]
+            if spec.problem_type == "single_label":
+                gold = spec.labels[spec.label_id(gold, f"row {i + 1}")]
+            row["gold"] = gold
+        row.update(predict_row(spec, recipe.options.threshold, logits[i]))
+        rows.append(row)
+    return rows
+
+
+
+def stratify_labels(train: Any, recipe: Recipe) -> list[Any] | None:
+    """Labels to stratify the held-out validation split by (single-label only)."""
+    if recipe.options.problem_type != "single_label":
+        return None
+    return [str(v) for v in train[recipe.data.label_column]]
+
+
+PIPELINE_TAG = "text-classification"
+
+
+def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: list[dict[str, Any]],
+                  precision: str, batch_size: int) -> list[dict[str, Any]]:
+    """Predictions for raw input rows (``predict``): label, score and every label's probability."""
+    from bertkit import inference
+
+    d = recipe.data
+    texts = [str(r.get(d.text_column, "")) for r in rows]
+    pairs = [str(r.get(d.text_pair_column, "")) for r in rows] if d.text_pair_column else None
+    feats, full_lengths = encode_texts(tokenizer, recipe, texts, pairs)
+    out = inference.forward(model, feats, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
+                            precision=precision, progress=False)
+    results = []
+    for row, logits, n in zip(rows, out["logits"], full_lengths):
+        result = {k: row[k] for k in ("id",) if k in row}
+        result.update(predict_row(spec, recipe.options.threshold, logits))
+        if n > recipe.max_length:
+            result["truncated"] = True
+        results.append(result)
+    return results
