@@ -260,6 +260,15 @@ def _build(cls: type, values: dict[str, Any], prefix: str, errors: list[str], fi
         return None
 
 
+def _scalar_type(annotation: Any) -> type | None:
+    """float, int or bool when a TrainingArguments annotation is (optionally) one of them, else None."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    for kind in (float, int, bool):
+        if kind in args and args - {kind, type(None)} <= set():
+            return kind
+    return None
+
+
 def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
     if training is None:
         return {}
@@ -278,8 +287,7 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
         if key not in fields:
             errors.append(f"unknown key 'training.{key}' (not a TrainingArguments field){_suggest(key, fields)}")
             continue
-        default = fields[key].default
-        expected = type(default) if default is not None and default is not dataclasses.MISSING else None
+        expected = _scalar_type(fields[key].type)
         if expected in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
             if expected is float:
                 value = float(value)
@@ -291,7 +299,7 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
         elif expected is bool and not isinstance(value, bool):
             errors.append(f"'training.{key}' must be true or false, got {value!r}")
             continue
-        elif expected in (int, float) and not isinstance(value, (int, float)):
+        elif expected in (int, float) and value is not None and not isinstance(value, (int, float)):
             errors.append(f"'training.{key}' must be a number, got {value!r}")
             continue
         checked[key] = value

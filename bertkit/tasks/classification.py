@@ -35,8 +35,8 @@ class Options:
         problems = []
         if not 0 < self.threshold < 1:
             problems.append(f"'classification.threshold' must be between 0 and 1, got {self.threshold}")
-        if self.head_tokens < 0 or self.head_tokens > recipe.max_length - 2:
-            problems.append(f"'classification.head_tokens' must be between 0 and max_length-2 ({recipe.max_length - 2})")
+        if self.truncation == "head_tail" and not 0 <= self.head_tokens <= recipe.max_length - 3:
+            problems.append(f"'classification.head_tokens' must be between 0 and max_length-3 ({recipe.max_length - 3})")
         if self.class_weights and self.problem_type != "single_label":
             problems.append("'classification.class_weights' applies to problem_type single_label only")
         return problems
@@ -63,8 +63,6 @@ class Spec:
         if self.problem_type != "regression":
             kwargs["id2label"] = dict(enumerate(self.labels))
             kwargs["label2id"] = {name: i for i, name in enumerate(self.labels)}
-            if self.values and all(isinstance(v, int) for v in self.values) and self.labels != [str(v) for v in self.values]:
-                kwargs["bertkit_integer_labels"] = True  # integer labels renamed by label_names
         kwargs["problem_type"] = {"single_label": "single_label_classification",
                                   "multi_label": "multi_label_classification",
                                   "regression": "regression"}[self.problem_type]
@@ -192,10 +190,10 @@ def spec_from_model(config: Any, recipe: Recipe) -> Spec:
     if problem == "regression":
         return Spec(problem_type=problem)
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    values: list[Any] = [int(n) if str(n).lstrip("-").isdigit() else n for n in labels]
-    # Integer labels renamed by label_names: raw values are still the ids.
-    if all(isinstance(v, str) for v in values) and getattr(config, "bertkit_integer_labels", False):
-        values = list(range(len(labels)))
+    numeric = all(str(n).lstrip("-").isdigit() for n in labels)
+    # Integer labels were kept as their own names ("0", "5"); named labels (label_names, or string
+    # labels) accept their id as the raw value too, so 0/1 data evaluates against negative/positive.
+    values: list[Any] = [int(n) for n in labels] if numeric else list(range(len(labels)))
     return Spec(problem_type=problem, labels=labels, values=values)
 
 

@@ -1,0 +1,1 @@
+"""Offline metrics and label schemes: no hub downloads, no `evaluate.load`."""

@@ -1,0 +1,186 @@
+"""End to end through the CLI: finetune -> evaluate -> predict on a tiny model, asserting exit codes,
+the exact output files, and metrics recomputed independently of bertkit's own code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bertkit.cli import app
+
+runner = CliRunner()
+
+OUTPUT_FILES = {
+    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml", "metrics.json",
+    "predictions.jsonl", "train_log.jsonl", "README.md", "training_curves.png", "confusion_matrix.png",
+}
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def independent_scores(gold: list[str], pred: list[str]) -> dict[str, float]:
+    """Accuracy and macro F1 from counts, without sklearn or bertkit."""
+    labels = sorted(set(gold) | set(pred))
+    f1s = []
+    for label in labels:
+        tp = sum(g == p == label for g, p in zip(gold, pred))
+        fp = sum(p == label != g for g, p in zip(gold, pred))
+        fn = sum(g == label != p for g, p in zip(gold, pred))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return {"accuracy": sum(g == p for g, p in zip(gold, pred)) / len(gold), "f1_macro": sum(f1s) / len(f1s)}
+
+
+@pytest.fixture()
+def trained(tiny_recipe: Path) -> Path:
+    result = invoke("finetune", tiny_recipe)
+    assert result.exit_code == 0, result.output
+    return tiny_recipe.parent / "out"
+
+
+def test_finetune_writes_a_complete_output_directory(trained: Path) -> None:
+    assert {p.name for p in trained.iterdir()} == OUTPUT_FILES
+    assert not (trained.parent / "out.partial").exists()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert set(metrics) >= {"validation", "test", "train", "data"}
+    config = json.loads((trained / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    card = (trained / "README.md").read_text()
+    assert "## Labels" in card and "`neg`, `pos`" in card and "bertkit predict" in card
+
+
+def test_test_metrics_match_an_independent_count(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())["test"]
+    rows = read_jsonl(trained / "predictions.jsonl")
+    assert len(rows) == 24
+    expected = independent_scores([r["gold"] for r in rows], [r["label"] for r in rows])
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert metrics["f1_macro"] == pytest.approx(expected["f1_macro"])
+    matrix = metrics["confusion_matrix"]["matrix"]
+    assert sum(map(sum, matrix)) == 24
+    for row in rows:
+        assert set(row["probabilities"]) == {"neg", "pos"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["score"] == max(row["probabilities"].values())
+
+
+def test_evaluate_agrees_with_plain_transformers(trained: Path, sentiment_files: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result = invoke("evaluate", trained, sentiment_files["test"], "--output-dir", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    assert "accuracy=" in result.output
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    # The same model and data through plain transformers, one example at a time, in fp32.
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    model = AutoModelForSequenceClassification.from_pretrained(trained).eval()
+    gold, pred = [], []
+    for row in read_jsonl(sentiment_files["test"]):
+        with torch.no_grad():
+            logits = model(**tokenizer(row["text"], return_tensors="pt", truncation=True, max_length=32)).logits
+        pred.append(model.config.id2label[int(logits.argmax())])
+        gold.append(row["label"])
+    expected = independent_scores(gold, pred)
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["f1_macro"] == pytest.approx(expected["f1_macro"])
+
+
+def test_predict_writes_one_scored_line_per_input(trained: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a really great movie\n\nthe plot was boring\nexcellent acting\n")
+    result = invoke("predict", trained, source, "--output", tmp_path / "p.jsonl")
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(tmp_path / "p.jsonl")
+    assert len(rows) == 3
+    for row in rows:
+        assert row["label"] in ("neg", "pos") and 0.5 <= row["score"] <= 1.0
+        assert set(row["probabilities"]) == {"neg", "pos"}
+    csv_source = tmp_path / "in.csv"
+    csv_source.write_text("id,review\n7,great fun\n")
+    result = invoke("predict", trained, csv_source, "data.text_column=review")
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["id"] == "7" and line["label"] in ("neg", "pos")
+
+
+def test_existing_output_dir_is_refused_then_overwritten(trained: Path, tiny_recipe: Path) -> None:
+    result = runner.invoke(app, ["finetune", str(tiny_recipe)])
+    assert result.exit_code == 1
+    assert "already exists" in result.output and "--overwrite" in result.output
+    assert "Traceback" not in result.output
+    result = invoke("finetune", tiny_recipe, "--overwrite", "training.num_train_epochs=1")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in trained.iterdir()} == OUTPUT_FILES
+
+
+def test_validate_reports_without_training(tiny_recipe: Path) -> None:
+    result = invoke("validate", tiny_recipe, "max_length=8")
+    assert result.exit_code == 0, result.output
+    assert "splits: train=64, validation=24, test=24" in result.output
+    assert "labels (2): neg (32), pos (32)" in result.output
+    assert "longer than max_length=8" in result.output
+    assert not (tiny_recipe.parent / "out").exists()
+
+
+def test_japanese_classification_end_to_end(tiny_ja_model: Path, ja_sentiment_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ja-out"
+    result = invoke("finetune", Path(__file__).parent.parent / "recipes" / "ja-sentiment.yaml",
+                    f"model={tiny_ja_model}", f"data.train={ja_sentiment_file}", f"output_dir={out}",
+                    "max_length=32", "precision=fp32", "training.num_train_epochs=1", "data.validation_size=0.25")
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert tok_config["tokenizer_class"] == "BertJapaneseTokenizer"
+    result = invoke("predict", out, "-", input="売上高は増加しました。\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["label"] in ("negative", "positive")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["finetune", "missing.yaml"], "recipe file missing.yaml does not exist"),
+    (["evaluate", "no/such/model", "x.jsonl"], "model path no/such/model does not exist"),
+])
+def test_errors_are_one_sentence_and_exit_1(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"error: {message}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_data_and_unknown_labels(tiny_recipe: Path, tmp_path: Path, trained: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": "pos"}\n{"text": oops}\n')
+    result = runner.invoke(app, ["validate", str(tiny_recipe), f"data.train={bad}"])
+    assert result.exit_code == 1 and "bad.jsonl, line 2: not valid JSON" in result.output
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text('{"text": "fine", "label": "maybe"}\n')
+    result = runner.invoke(app, ["evaluate", str(trained), str(unknown)])
+    assert result.exit_code == 1 and "label 'maybe' is not one the model knows" in result.output
+    result = runner.invoke(app, ["validate", str(tiny_recipe), "data.text_column=txt"])
+    assert result.exit_code == 1 and "no column 'txt'; did you mean 'text'" in result.output
+
+
+def test_hub_id_offline_fails_fast_with_the_override_to_use(tiny_recipe: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tiny_recipe), "model=someone/not-cached-model"])
+    assert result.exit_code == 1
+    assert "cannot be reached" in result.output and "model=minilm-l6" in result.output
+
+
+def test_help_is_instant_and_imports_nothing_heavy() -> None:
+    code = "import sys; from bertkit.cli import app; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
