@@ -67,7 +67,7 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     p = Prepared(recipe=recipe, task=task, spec=spec, tokenizer=tokenizer, raw=datasets.DatasetDict({"test": dataset}),
                  features={"test": feats}, lengths={"test": lengths}, dropped={"test": dropped})
     started = time.perf_counter()
-    metrics, rows = evaluate_split(p, model, "test", batch_size)
+    metrics, rows, artifacts = evaluate_split(p, model, "test", batch_size)
     seconds = time.perf_counter() - started
     metrics["data"] = {"source": data, "split": split or "test", "examples": len(dataset), "dropped_empty": dropped,
                        "lengths": lengths}
@@ -76,6 +76,8 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     target.mkdir(parents=True, exist_ok=True)
     outputs.write_json(target / "metrics.json", metrics)
     outputs.write_jsonl(target / "predictions.jsonl", rows)
+    for name, content in artifacts.items():
+        outputs.write_json(target / name, content)
     return metrics, target
 
 

@@ -177,17 +177,15 @@ def _last_checkpoint(work: Path) -> str | None:
     return found
 
 
-def evaluate_split(p: Prepared, model: Any, split: str, batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from bertkit import inference
-
+def evaluate_split(p: Prepared, model: Any, split: str, batch_size: int
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Full metrics, prediction rows and any extra JSON artifacts (e.g. QA's nbest file) for one split."""
     precision = hardware.resolve_precision(p.recipe.precision)
     feats = p.features[split]
-    out = inference.forward(model, list(feats), pad_id=p.tokenizer.pad_token_id, batch_size=batch_size,
-                            precision=precision, desc=f"evaluating {split}")
-    import numpy as np
-
-    logits = np.stack(out["logits"])
-    return p.task.report(p.spec, p.recipe, logits, feats), p.task.prediction_rows(p.spec, p.recipe, logits, p.raw[split])
+    outputs_ = p.task.infer(model, feats, p.tokenizer, precision, batch_size, desc=f"evaluating {split}")
+    artifacts = p.task.artifacts(p.spec, p.recipe, outputs_, p.raw[split]) if hasattr(p.task, "artifacts") else {}
+    return (p.task.report(p.spec, p.recipe, outputs_, feats),
+            p.task.prediction_rows(p.spec, p.recipe, outputs_, p.raw[split]), artifacts)
 
 
 def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str) -> dict[str, Any]:
@@ -197,11 +195,14 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
     batch = recipe.training_args().get("per_device_eval_batch_size", 64)
     metrics: dict[str, Any] = {}
     predictions: list[dict[str, Any]] = []
+    artifacts: dict[str, Any] = {}
     for split in ("validation", "test"):
         if split in p.features:
             log(f"evaluating {split}")
-            metrics[split], rows = evaluate_split(p, trainer.model, split, batch)
-            predictions = rows  # the last evaluated split (test when present) goes to predictions.jsonl
+            # The last evaluated split (test when present) goes to predictions.jsonl.
+            metrics[split], predictions, artifacts = evaluate_split(p, trainer.model, split, batch)
+    for name, content in artifacts.items():
+        outputs.write_json(work / name, content)
     n_train = len(p.features["train"])
     epochs = float(recipe.training_args().get("num_train_epochs", 1))
     metrics["train"] = {

@@ -9,9 +9,17 @@ Every task module provides:
 - ``features(dataset, tokenizer, recipe, spec)``  tokenised ``Dataset`` + a length/truncation report
 - ``collator(tokenizer)``        batches padded dynamically
 - ``compute_metrics(spec, recipe)``  the Trainer's per-evaluation metric function
-- ``report(spec, logits, features, raw)``  full metrics for ``metrics.json`` (per class etc.)
-- ``prediction_rows(spec, logits, features, raw, recipe)``  one dict per example for predictions.jsonl
+- ``infer(model, features, tokenizer, precision, batch_size, desc)``  raw model outputs for features,
+                                 through ``bertkit.inference`` (whatever ``report`` needs)
+- ``report(spec, recipe, outputs, features)``  full metrics for ``metrics.json`` (per class etc.)
+- ``prediction_rows(spec, recipe, outputs, raw)``  one dict per example for predictions.jsonl
+- ``predict_batch(spec, recipe, tokenizer, model, rows, precision, batch_size)``  ``predict`` on raw rows
 - ``best_metric(recipe)``        (metric name, greater_is_better) for best-model selection
+
+Optional: ``clean_split(dataset, recipe, split)`` (drop/refuse empty rows, check columns),
+``stratify_labels(train, recipe)`` (labels to stratify the held-out validation split by),
+``class_weights(spec)``, ``card_notes(recipe, spec)`` (lines for the model card), ``PIPELINE_TAG``,
+``artifacts(spec, recipe, outputs, raw)`` ({file name: JSON content} written beside predictions.jsonl).
 
 Adding a task means adding one module and one line in ``TASKS``.
 """

@@ -288,6 +288,15 @@ def collator(tokenizer: Any) -> Any:
 # Metrics and predictions
 
 
+def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None) -> np.ndarray:
+    """Logits (examples, labels) for tokenised features, via the shared length-sorted inference."""
+    from bertkit import inference
+
+    out = inference.forward(model, list(feats), pad_id=tokenizer.pad_token_id, batch_size=batch_size,
+                            precision=precision, desc=desc)
+    return np.stack(out["logits"])
+
+
 def probabilities(spec: Spec, logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if spec.problem_type == "multi_label":
@@ -400,16 +409,13 @@ PIPELINE_TAG = "text-classification"
 def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: list[dict[str, Any]],
                   precision: str, batch_size: int) -> list[dict[str, Any]]:
     """Predictions for raw input rows (``predict``): label, score and every label's probability."""
-    from bertkit import inference
-
     d = recipe.data
     texts = [str(r.get(d.text_column, "")) for r in rows]
     pairs = [str(r.get(d.text_pair_column, "")) for r in rows] if d.text_pair_column else None
     feats, full_lengths = encode_texts(tokenizer, recipe, texts, pairs)
-    out = inference.forward(model, feats, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
-                            precision=precision, progress=False)
+    logits_all = infer(model, feats, tokenizer, precision, batch_size)
     results = []
-    for row, logits, n in zip(rows, out["logits"], full_lengths):
+    for row, logits, n in zip(rows, logits_all, full_lengths):
         result = {k: row[k] for k in ("id",) if k in row}
         result.update(predict_row(spec, recipe.options.threshold, logits))
         if n > recipe.max_length:
