@@ -66,13 +66,19 @@ def read_text(path: str | Path) -> str:
                            "re-save it as UTF-8") from exc
 
 
+def lines(text: str) -> list[str]:
+    """Split on newlines only: ``str.splitlines`` also splits on U+0085, U+2028 and friends,
+    which real text (IMDb reviews, for one) contains inside JSON strings."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Readers: each returns a list of row dicts
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(lines(read_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -178,7 +184,7 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
             tokens.clear()
             tags.clear()
 
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(lines(read_text(path)), start=1):
         if not line.strip():
             flush()
             continue
@@ -197,7 +203,7 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
 
 
 def read_plain_text(path: Path) -> list[dict[str, Any]]:
-    return [{"text": line} for line in read_text(path).splitlines() if line.strip()]
+    return [{"text": line} for line in lines(read_text(path)) if line.strip()]
 
 
 def read_parquet(path: Path) -> list[dict[str, Any]]:

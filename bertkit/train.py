@@ -188,6 +188,24 @@ def evaluate_split(p: Prepared, model: Any, split: str, batch_size: int
             p.task.prediction_rows(p.spec, p.recipe, outputs_, p.raw[split]), artifacts)
 
 
+def padding_stats(trainer: Any, max_length: int) -> dict[str, Any]:
+    """How much of one epoch's compute goes to padding with our batches vs. padding='max_length'.
+
+    Re-collates one epoch of training batches (no forward pass) and counts attention-mask positions.
+    """
+    real = padded = n = 0
+    for batch in trainer.get_train_dataloader():
+        mask = batch["attention_mask"]
+        real += int(mask.sum())
+        padded += mask.numel()
+        n += mask.shape[0]
+    if not padded:
+        return {}
+    return {"tokens_real": real, "tokens_padded": padded,
+            "padding_fraction": round(1 - real / padded, 4),
+            "padding_fraction_if_max_length": round(1 - real / (n * max_length), 4)}
+
+
 def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str) -> dict[str, Any]:
     recipe = p.recipe
     trainer.save_model(str(work))
@@ -212,6 +230,7 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
         "examples": n_train,
         "best_checkpoint_metric": trainer.state.best_metric,
     }
+    metrics["train"].update(padding_stats(trainer, recipe.max_length))
     metrics["data"] = {"splits": p.split_sizes(), "dropped_empty": p.dropped, "lengths": p.lengths}
     metrics["evaluated_split"] = "test" if "test" in p.features else "validation"
     outputs.write_json(work / "metrics.json", metrics)

@@ -90,3 +90,10 @@ def test_missing_column_suggests_the_closest(tmp_path: Path) -> None:
     with pytest.raises(BertkitError, match="no column 'text'") as info:
         data.require_columns(raw["train"], {"text_column": "text"}, "train")
     assert "review" in info.value.hint
+
+
+def test_jsonl_text_may_contain_unicode_line_separators(tmp_path: Path) -> None:
+    rows = [{"text": "before\x85after \u2028 and \u2029 end", "label": 1}, {"text": "second", "label": 0}]
+    path = tmp_path / "u.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    assert data.read_rows(path) == rows
