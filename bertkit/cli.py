@@ -170,6 +170,65 @@ def list_recipes() -> None:
         typer.echo(f"{path.stem:<24} {first}")
 
 
+@app.command("build-tokenizer")
+@handled
+def build_tokenizer(
+    corpus: list[str] = typer.Argument(..., help="text files (.txt a line each, .jsonl with text, SQuAD .json)"),
+    lang: str = typer.Option(..., "--lang", help="ja (MeCab + WordPiece, Tohoku-style) or en (fast WordPiece)"),
+    vocab_size: int = typer.Option(32000, "--vocab-size"),
+    output: str = typer.Option(..., "--output", help="directory to write the tokenizer to"),
+    model_max_length: int = typer.Option(512, "--model-max-length"),
+    mecab_dic: str = typer.Option("unidic_lite", "--mecab-dic", help="ja only: unidic_lite, ipadic or unidic"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Train a WordPiece vocabulary on a corpus and save a tokenizer AutoTokenizer can load."""
+    from bertkit import build, outputs
+
+    work = outputs.prepare(output, overwrite=overwrite)
+    build.build_tokenizer(list(corpus), lang, vocab_size, str(work), model_max_length=model_max_length,
+                          mecab_dic=mecab_dic)
+    outputs.publish(work, output)
+    typer.echo(f"saved a {lang} tokenizer to {output}")
+
+
+@app.command("init-model")
+@handled
+def init_model(
+    tokenizer: str = typer.Option(..., "--tokenizer", help="tokenizer directory (e.g. from build-tokenizer)"),
+    size: str = typer.Option("tiny", "--size", help="micro, tiny, mini, small or base (standard BERT shapes)"),
+    output: str = typer.Option(..., "--output"),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Save a randomly initialised BERT (with MLM head) for a tokenizer: the start for pretraining."""
+    from bertkit import build, outputs
+
+    work = outputs.prepare(output, overwrite=overwrite)
+    build.init_model(tokenizer, size, str(work), seed=seed)
+    outputs.publish(work, output)
+    typer.echo(f"saved a random {size} BERT to {output}")
+
+
+@app.command()
+@handled
+def tokenize(
+    model: str = typer.Argument(..., help="model or tokenizer directory, alias (minilm-l6) or hub id"),
+    texts: list[str] = typer.Argument(..., help="texts to tokenize"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Show tokens, ids, word ids and character spans for each text."""
+    import json
+
+    from bertkit import build, models
+
+    tok = models.load_tokenizer(model)
+    tables = build.token_table(tok, list(texts))
+    if as_json:
+        typer.echo(json.dumps([{"text": t, "tokens": table} for t, table in zip(texts, tables)], ensure_ascii=False, indent=1))
+    else:
+        typer.echo(build.format_token_table(tables, list(texts)))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,778 @@
+"""Character offsets and word ids for Japanese BERT tokenizers, plus a fast path.
+
+``transformers.BertJapaneseTokenizer`` (the Tohoku models: MeCab words, then WordPiece or character
+subwords) is a slow tokenizer: it has no ``offset_mapping`` and no ``word_ids()``, which NER label
+alignment, QA answer spans and whole-word masking all need. ``align`` gives, for one text, exactly
+the ids the tokenizer produces (``tokenizer(text, add_special_tokens=False)["input_ids"]``), the span
+of the ORIGINAL text every token came from, and the index of the word it belongs to.
+
+Two implementations give the same answer:
+
+- the slow alignment mirrors the tokenizer step by step (added-token split, NFKC or NFC, MeCab or the
+  basic splitter, lower-casing, accent stripping, WordPiece or character subwords) on a string whose
+  every character remembers the original span it came from; it uses the tokenizer's own MeCab tagger
+  and WordPiece, so the tokens are the tokenizer's own;
+- the fast path (MeCab words + WordPiece only) parses once with a wakati-mode MeCab tagger built with
+  the tokenizer's own dictionary and options, caches the WordPiece split of every word it has seen,
+  and sends unseen words to a ``tokenizers`` WordPiece over the same vocabulary. It is checked against
+  the slow alignment on tricky strings when it is first built for a tokenizer, and is only used if it
+  agrees on all of them.
+
+Offsets are as fine as the normalisation allows: when NFKC makes several characters out of one
+(``㈱`` -> ``(株)``) or one out of several (``ｶﾞ`` -> ``ガ``), every token touching the result gets the
+span of the whole original group. An ``[UNK]`` token spans the word (WordPiece) or character
+(character subwords) it replaced.
+
+Not handled: sentencepiece subwords and the sudachi / jumanpp word tokenizers (``BertkitError``);
+other slow tokenizers (``BertkitError``: use a fast tokenizer, which has native offsets).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+import re
+import sys
+import unicodedata
+import weakref
+from dataclasses import dataclass
+from itertools import accumulate, chain, islice
+
+from bertkit.errors import BertkitError
+
+log = logging.getLogger(__name__)
+
+_JA_MODULE = "transformers.models.bert_japanese.tokenization_bert_japanese"
+
+
+@dataclass(frozen=True, slots=True)
+class Aligned:
+    """Ids, original-text spans and word indices of one text's tokens (no special tokens added)."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int]
+
+
+def is_japanese_tokenizer(tokenizer) -> bool:
+    """True for a ``transformers.BertJapaneseTokenizer`` (never imports transformers itself)."""
+    module = sys.modules.get(_JA_MODULE)
+    return module is not None and isinstance(tokenizer, module.BertJapaneseTokenizer)
+
+
+def align(tokenizer, text: str, *, method: str = "auto") -> Aligned:
+    """Tokenise ``text`` without special tokens and return ids, original offsets and word ids.
+
+    ``method`` is ``"auto"`` (the fast path when it is verified for this tokenizer, else the slow
+    alignment), ``"fast"`` (error if the fast path is not available) or ``"slow"``. A fast (Rust)
+    tokenizer answers from its native offsets and word ids whatever ``method`` says.
+    """
+    return align_batch(tokenizer, [text], method=method)[0]
+
+
+def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Aligned]:
+    """``align`` for many texts; the fast path parses each text once and batches the WordPiece."""
+    if getattr(tokenizer, "is_fast", False):
+        return _align_native(tokenizer, texts)
+    if not is_japanese_tokenizer(tokenizer):
+        raise BertkitError(
+            f"{type(tokenizer).__name__} is a slow tokenizer: token offsets are not available for it.",
+            hint="load the model's fast tokenizer (AutoTokenizer.from_pretrained(..., use_fast=True)) "
+            "or use a BertJapaneseTokenizer",
+        )
+    _check_supported(tokenizer)
+    if method not in ("auto", "fast", "slow"):
+        raise BertkitError(f"unknown alignment method {method!r}", hint="use auto, fast or slow")
+    fast = None if method == "slow" else _fast_path_for(tokenizer)
+    if fast is None:
+        if method == "fast":
+            raise BertkitError(
+                "the fast path is not available for this tokenizer configuration",
+                hint="it needs word_tokenizer_type=mecab and subword_tokenizer_type=wordpiece; "
+                "use method='auto'",
+            )
+        return [_slow_align(tokenizer, text) for text in texts]
+    results = fast.align_batch(texts)
+    return [r if r is not None else _slow_align(tokenizer, t) for r, t in zip(results, texts)]
+
+
+def word_spans(tokenizer, text: str) -> list[tuple[int, int]]:
+    """Original-text spans of the words of ``text``; ``align(...).word_ids`` index this list.
+
+    A word is a MeCab (or basic-tokenizer) word that produced at least one token; a word the
+    WordPiece splits on inner whitespace counts as one word per piece. Whitespace is never inside a
+    span.
+    """
+    aligned = align(tokenizer, text)
+    spans: dict[int, tuple[int, int]] = {}
+    for word, (start, end) in zip(aligned.word_ids, aligned.offsets):
+        old = spans.get(word)
+        spans[word] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
+    return [spans[w] for w in sorted(spans)]
+
+
+# --- fast (Rust) tokenizers: native offsets -------------------------------------------------------
+
+
+def _align_native(tokenizer, texts: list[str]) -> list[Aligned]:
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for i, ids in enumerate(enc["input_ids"]):
+        dense: dict[int, int] = {}  # renumber so word ids are 0.. in order, as for Japanese
+        words = [dense.setdefault(w, len(dense)) if w is not None else -1 for w in enc.word_ids(i)]
+        offsets = [tuple(o) for o in enc["offset_mapping"][i]]
+        out.append(Aligned(list(ids), offsets, words))
+    return out
+
+
+def _check_supported(tok) -> None:
+    word_ok = not tok.do_word_tokenize or tok.word_tokenizer_type in ("mecab", "basic")
+    sub_ok = not tok.do_subword_tokenize or tok.subword_tokenizer_type in ("wordpiece", "character")
+    if not (word_ok and sub_ok):
+        raise BertkitError(
+            f"offsets are not implemented for word_tokenizer_type={tok.word_tokenizer_type!r}, "
+            f"subword_tokenizer_type={tok.subword_tokenizer_type!r}",
+            hint="supported: mecab or basic words with wordpiece or character subwords",
+        )
+
+
+# --- tracked strings: every character remembers its original span ----------------------------------
+
+
+def _nfkc(s: str) -> str:
+    return unicodedata.normalize("NFKC", s)
+
+
+def _nfc(s: str) -> str:
+    return unicodedata.normalize("NFC", s)
+
+
+def _segments(text: str, fn) -> list[tuple[int, int]]:
+    """Cut ``text`` into the smallest pieces that ``fn`` (a normaliser) transforms independently.
+
+    A cut can only fall before a character with combining class 0 (a mark stays with its base), and
+    is kept only if ``fn`` of the two neighbours equals ``fn`` of each joined (NFKC composes
+    ``ｶ`` + ``ﾞ``; ``lower`` treats a final sigma differently). If the pieces still do not add up
+    to ``fn(text)``, the whole text is one piece: coarse but never wrong.
+    """
+    if not text:
+        return []
+    cuts = [i for i in range(1, len(text)) if not unicodedata.combining(text[i])] + [len(text)]
+    segs, a, b = [], 0, cuts[0]
+    for c in cuts[1:]:
+        left, right = text[a:b], text[b:c]
+        if fn(left + right) == fn(left) + fn(right):
+            segs.append((a, b))
+            a = b
+        b = c
+    segs.append((a, b))
+    if "".join(fn(text[x:y]) for x, y in segs) != fn(text):
+        return [(0, len(text))]
+    return segs
+
+
+_WORD_RE = re.compile(r"\S+")  # \S on str patterns is exactly "not str.isspace()", as str.split()
+
+
+class _Tracked:
+    """A string whose i-th character came from ``original[spans[i][0]:spans[i][1]]``."""
+
+    __slots__ = ("text", "spans")
+
+    def __init__(self, text: str, spans: list[tuple[int, int]]):
+        self.text = text
+        self.spans = spans
+
+    @classmethod
+    def of(cls, text: str, start: int = 0) -> _Tracked:
+        return cls(text, [(i, i + 1) for i in range(start, start + len(text))])
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def __getitem__(self, sl: slice) -> _Tracked:
+        return _Tracked(self.text[sl], self.spans[sl])
+
+    def __add__(self, other: _Tracked) -> _Tracked:
+        return _Tracked(self.text + other.text, self.spans + other.spans)
+
+    def span(self) -> tuple[int, int]:
+        return (self.spans[0][0], self.spans[-1][1])
+
+    def lstrip(self) -> _Tracked:
+        return self[len(self.text) - len(self.text.lstrip()) :]
+
+    def rstrip(self) -> _Tracked:
+        return self[: len(self.text.rstrip())]
+
+    def split(self) -> list[_Tracked]:
+        """``str.split()`` with spans."""
+        return [self[m.start() : m.end()] for m in _WORD_RE.finditer(self.text)]
+
+    def map(self, fn) -> _Tracked:
+        """Apply a normaliser; characters it makes from a changed piece share the piece's span."""
+        if fn(self.text) == self.text:
+            return self
+        text, spans = [], []
+        for a, b in _segments(self.text, fn):
+            piece = self.text[a:b]
+            out = fn(piece)
+            text.append(out)
+            if out == piece:
+                spans.extend(self.spans[a:b])
+            else:
+                spans.extend([(self.spans[a][0], self.spans[b - 1][1])] * len(out))
+        return _Tracked("".join(text), spans)
+
+
+# --- the slow alignment: BertJapaneseTokenizer, step by step --------------------------------------
+
+
+def _slow_align(tok, text: str) -> Aligned:
+    """Mirror ``tok.tokenize(text)`` on a tracked string; one group of (token, span) per word."""
+    encoder = tok._added_tokens_encoder
+    specials = set(tok.all_special_tokens)
+    groups: list[list[tuple[str, tuple[int, int]]]] = []
+    for piece in _split_added(tok, text):
+        if not piece.text:
+            continue
+        if piece.text in encoder or piece.text in specials:
+            groups.append([(piece.text, piece.span())])
+        else:
+            groups.extend(_tokenize_piece(tok, piece, specials))
+    tokens = [t for g in groups for t, _ in g]
+    ids = tok.convert_tokens_to_ids(tokens) if tokens else []
+    offsets = [span for g in groups for _, span in g]
+    word_ids = [w for w, g in enumerate(groups) for _ in g]
+    return Aligned(list(ids), offsets, word_ids)
+
+
+def _split_added(tok, text: str) -> list[_Tracked]:
+    """``PreTrainedTokenizer.tokenize``'s split on added tokens, with its strip / single_word rules."""
+    if tok.split_special_tokens:
+        return [_Tracked.of(text)]
+    pieces, pos = [], 0
+    for part in tok.tokens_trie.split(text):
+        pieces.append(_Tracked.of(part, pos))
+        pos += len(part)
+    from tokenizers import AddedToken
+
+    encoder, decoder = tok._added_tokens_encoder, tok._added_tokens_decoder
+    empty = _Tracked("", [])
+    # The same loop as transformers: neighbours are read before this step changes them.
+    for i in range(len(pieces)):
+        token = pieces[i]
+        if token.text not in encoder:
+            continue
+        ext = decoder.get(encoder[token.text])
+        if not isinstance(ext, AddedToken):
+            continue
+        left = pieces[i - 1] if i > 0 else None
+        right = pieces[i + 1] if i < len(pieces) - 1 else None
+        if ext.rstrip and right:
+            pieces[i + 1] = right.lstrip()
+        if ext.lstrip and left:
+            pieces[i - 1] = left.rstrip()
+        if ext.single_word:
+            if left and left.text[-1] != " ":
+                pieces[i - 1] = pieces[i - 1] + token
+                pieces[i] = empty
+            elif right and right.text[0] != " ":
+                pieces[i + 1] = token + pieces[i + 1]
+                pieces[i] = empty
+    return pieces
+
+
+def _tokenize_piece(tok, piece: _Tracked, specials: set[str]):
+    """``BertJapaneseTokenizer._tokenize``: words, then subwords; one group per word."""
+    if not tok.do_word_tokenize:
+        words = [piece]
+    elif tok.word_tokenizer_type == "mecab":
+        words = _mecab_words(tok.word_tokenizer, piece, specials)
+    else:
+        words = _basic_words(tok.word_tokenizer, piece, specials)
+    if not tok.do_subword_tokenize:
+        return [[(w.text, w.span())] for w in words if w.text]
+    if tok.subword_tokenizer_type == "wordpiece":
+        return [g for w in words for g in _wordpiece(tok.subword_tokenizer, w)]
+    return [g for w in words if (g := _characters(tok.subword_tokenizer, w))]
+
+
+def _mecab_words(wt, piece: _Tracked, specials: set[str]) -> list[_Tracked]:
+    """``MecabTokenizer.tokenize``: NFKC, the tokenizer's own tagger, per-word lower-casing."""
+    text = piece.map(_nfkc) if wt.normalize_text else piece
+    never_split = set(wt.never_split) | specials
+    words, pos = [], 0
+    for node in wt.mecab(text.text):
+        surface = node.surface
+        pos += len(node.white_space)
+        if not text.text.startswith(surface, pos):  # white_space missed something: search
+            pos = text.text.index(surface, pos)
+        word = text[pos : pos + len(surface)]
+        pos += len(surface)
+        if wt.do_lower_case and surface not in never_split:
+            word = word.map(str.lower)
+        words.append(word)
+    return words
+
+
+def _basic_words(wt, piece: _Tracked, specials: set[str]) -> list[_Tracked]:
+    """``BasicTokenizer.tokenize``: clean, (CJK spacing), NFC, split, lower / strip accents, punct."""
+    from transformers.tokenization_python import _is_control, _is_whitespace
+
+    never_split = wt.never_split | specials
+    chars, spans = [], []
+    for c, span in zip(piece.text, piece.spans):
+        if ord(c) in (0, 0xFFFD) or _is_control(c):
+            continue
+        chars.append(" " if _is_whitespace(c) else c)
+        spans.append(span)
+    text = _Tracked("".join(chars), spans)
+    if wt.tokenize_chinese_chars:
+        text = text.map(wt._tokenize_chinese_chars)
+    words = []
+    for word in text.map(_nfc).split():
+        if word.text not in never_split:
+            if wt.do_lower_case:
+                word = word.map(str.lower)
+                if wt.strip_accents is not False:
+                    word = word.map(wt._run_strip_accents)
+            elif wt.strip_accents:
+                word = word.map(wt._run_strip_accents)
+        for part in _split_on_punc(wt, word, never_split):
+            words.extend(part.split())
+    return words
+
+
+def _split_on_punc(wt, word: _Tracked, never_split) -> list[_Tracked]:
+    from transformers.tokenization_python import _is_punctuation
+
+    if not wt.do_split_on_punc or word.text in never_split:
+        return [word]
+    parts, start = [], 0
+    for i, c in enumerate(word.text):
+        if _is_punctuation(c):
+            if start < i:
+                parts.append(word[start:i])
+            parts.append(word[i : i + 1])
+            start = i + 1
+    if start < len(word.text):
+        parts.append(word[start:])
+    return parts
+
+
+def _wordpiece(st, word: _Tracked) -> list[list[tuple[str, tuple[int, int]]]]:
+    """The tokenizer's own WordPiece on each whitespace-split part; pieces get their char spans."""
+    groups = []
+    for part in word.split():
+        pieces = st.tokenize(part.text)
+        if pieces == [st.unk_token]:
+            groups.append([(pieces[0], part.span())])
+            continue
+        group, pos = [], 0
+        for k, p in enumerate(pieces):
+            n = len(p) - 2 if k else len(p)  # continuation pieces carry "##"
+            group.append((p, part[pos : pos + n].span()))
+            pos += n
+        if pos != len(part.text):
+            raise RuntimeError(f"WordPiece pieces {pieces} do not spell {part.text!r}")
+        groups.append(group)
+    return groups
+
+
+def _characters(st, word: _Tracked) -> list[tuple[str, tuple[int, int]]]:
+    """``CharacterTokenizer.tokenize``: NFKC again, then one token per character."""
+    text = word.map(_nfkc) if st.normalize_text else word
+    return [(c if c in st.vocab else st.unk_token, span) for c, span in zip(text.text, text.spans)]
+
+
+# --- NFKC index map for the fast path --------------------------------------------------------------
+
+
+@functools.cache
+def _complex_res() -> tuple[re.Pattern, re.Pattern]:
+    """Regexes for runs of characters NFKC does not map one-to-one and independently.
+
+    Every other character becomes exactly one character that cannot compose with its neighbours,
+    so outside these runs (each widened by the character before it, which a mark or a second
+    jamo can compose with) normalised index == original index. Two regexes because ``re`` only
+    tests a class fast when it stays in the BMP: one for BMP-only text (nearly all text), one for
+    text with astral characters. Built once per process (~0.5 s).
+    """
+    seconds = {chr(c) for c in range(0x1161, 0x1176)} | {chr(c) for c in range(0x11A8, 0x11C3)}
+    code_points = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000]
+    for cp in code_points:
+        dec = unicodedata.decomposition(chr(cp))
+        if dec and not dec.startswith("<") and len(parts := dec.split()) == 2:
+            seconds.add(chr(int(parts[1], 16)))  # second half of a canonical composition
+    complex_cps = []
+    for cp in code_points:
+        c = chr(cp)
+        if unicodedata.combining(c) or c in seconds:
+            complex_cps.append(cp)
+            continue
+        d = _nfkc(c)
+        if d != c and (len(d) != 1 or unicodedata.combining(d) or d in seconds):
+            complex_cps.append(cp)
+    bmp = [cp for cp in complex_cps if cp < 0x10000]
+    return re.compile("[" + _char_class(bmp) + "]+"), re.compile("[" + _char_class(complex_cps) + "]+")
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
+def _complex_runs(text: str):
+    """(start, end) of each run of NFKC-complex characters, widened by one character on the left."""
+    bmp_re, full_re = _complex_res()
+    regex = full_re if _ASTRAL.search(text) else bmp_re
+    return [(max(m.start() - 1, 0), m.end()) for m in regex.finditer(text)]
+
+
+def _char_class(cps: list[int]) -> str:
+    ranges, start, prev = [], cps[0], cps[0]
+    for cp in cps[1:] + [-1]:
+        if cp != prev + 1:
+            ranges.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = cp
+        prev = cp
+    return "".join(ranges)
+
+
+class _NormMap:
+    """Normalised index -> original index for one NFKC-normalised piece of text.
+
+    Only the groups that NFKC changed in length or merged are stored; between them the map is a
+    shift. Groups are cut exactly as ``_Tracked.map(_nfkc)`` cuts them, so both paths agree.
+    """
+
+    __slots__ = ("starts", "groups")
+
+    def __init__(self, groups: list[tuple[int, int, int, int]]):
+        self.groups = groups  # (norm_start, norm_end, orig_start, orig_end)
+        self.starts = [g[0] for g in groups]
+
+    @classmethod
+    def build(cls, text: str, norm: str) -> _NormMap | None:
+        """None when normalised index == original index everywhere."""
+        groups, delta = [], 0
+        for base, end in _complex_runs(text):
+            for a, b in _segments(text[base:end], _nfkc):
+                piece = text[base + a : base + b]
+                out = _nfkc(piece)
+                if out != piece and not (len(piece) == 1 and len(out) == 1):
+                    ns = base + a + delta
+                    groups.append((ns, ns + len(out), base + a, base + b))
+                delta += len(out) - len(piece)
+        if len(text) + delta != len(norm):  # cannot happen if the tables are right; stay exact
+            return cls._from_tracked(text)
+        return cls(groups) if groups else None
+
+    @classmethod
+    def _from_tracked(cls, text: str) -> _NormMap:
+        t = _Tracked.of(text).map(_nfkc)
+        return cls([(i, i + 1, a, b) for i, (a, b) in enumerate(t.spans)])
+
+    def start(self, x: int) -> int:
+        i = bisect.bisect_right(self.starts, x) - 1
+        if i < 0:
+            return x
+        ns, ne, os_, oe = self.groups[i]
+        return os_ if x < ne else oe + (x - ne)
+
+    def end(self, x: int) -> int:
+        i = bisect.bisect_right(self.starts, x - 1) - 1
+        if i < 0:
+            return x
+        ns, ne, os_, oe = self.groups[i]
+        return oe if x - 1 < ne else oe + (x - ne)
+
+
+# --- the fast path ---------------------------------------------------------------------------------
+
+# Strings chosen to break a naive fast path: normalisation that changes length or composes,
+# whitespace MeCab skips or keeps, control and zero-width characters, added tokens, case folding
+# that changes length, over-long words, emoji sequences, NUL (MeCab stops reading there).
+_SELF_CHECK = [
+    "",
+    " \t\n",
+    "東京都に住んでいます。",
+    "ＡＢＣ１２３ａｂｃ　全角スペース",
+    "㈱東京①②③と…本当？！",
+    "ｶﾞｷﾞｸﾞﾊﾟﾋﾟﾌﾟ ﾃﾞｰﾀ",
+    "か\u3099き\u3099く\u3099 e\u0301 q\u0301 a\u0323\u0302",
+    "café CAFÉ İstanbul ΑΣ ß ﬁ",
+    "絵文字😀👍🏽👨‍👩‍👧 テスト",
+    "ゼロ幅\u200bスペース\u00adと\u200d結合",
+    "制御\x07文字\x1c\x85\u2028改行\r\n終わり",
+    "[SEP] 前後 [MASK][UNK]x[CLS]y [PAD]",
+    "［ＳＥＰ］と[sep]と[SEP",
+    "長" * 120 + "い",
+    "ﾞ先頭の濁点と\u3099",
+    "한국어 \u1100\u1161\u11a8",
+    "NUL\x00の後は読まれない",
+]
+
+
+class _FastPath:
+    """MeCab (wakati) + cached WordPiece for one mecab/wordpiece BertJapaneseTokenizer."""
+
+    _CACHE_LIMIT = 500_000  # words; cleared when full (Zipf: it refills with the frequent ones)
+    _CHUNK = 256  # texts per MeCab-then-WordPiece round
+
+    def __init__(self, tok):
+        import fugashi
+        from tokenizers import Tokenizer
+        from tokenizers.models import WordPiece
+
+        wt, st = tok.word_tokenizer, tok.subword_tokenizer
+        self.tok = weakref.proxy(tok)  # the cache holds us; do not keep the tokenizer alive
+        self.tagger = fugashi.GenericTagger(_mecab_option(tok.mecab_kwargs or {}) + " -Owakati")
+        self.normalize = wt.normalize_text
+        self.lower = wt.do_lower_case
+        self.never_split = set(wt.never_split) | set(tok.all_special_tokens)
+        self.wordpiece = Tokenizer(
+            WordPiece(
+                vocab=dict(tok.vocab),
+                unk_token=str(st.unk_token),
+                continuing_subword_prefix="##",
+                max_input_chars_per_word=st.max_input_chars_per_word,
+            )
+        )
+        # convert_tokens_to_ids looks at added tokens first; WordPiece only knows the vocab.
+        self.id_fix = {
+            tok.vocab[t]: i
+            for t, i in tok._added_tokens_encoder.items()
+            if t in tok.vocab and tok.vocab[t] != i
+        }
+        self.added_re, self.added_simple = _added_token_regex(tok)
+        self.vocab = tok.vocab
+        self.max_chars = st.max_input_chars_per_word
+        # The word cache, one table per shape _assemble needs (word -> ...):
+        self.ids_of: dict[str, tuple[int, ...]] = {}  # token ids
+        self.lens_of: dict[str, tuple[int, ...] | None] = {}  # token lengths (None: irregular)
+        self.firsts_of: dict[str, tuple[int, ...]] = {}  # 1 for the first token, then 0s
+        self.offsets_of: dict[str, tuple[tuple[int, int], ...]] = {}  # spans within the word
+        self.single: dict[str, int] = {}  # the id of a word that is exactly one token
+        self.irregular: set[str] = set()  # words whose tokens do not tile them
+
+    @classmethod
+    def create(cls, tok) -> _FastPath | None:
+        """A verified fast path, or None when the config needs the slow alignment."""
+        if not (
+            tok.do_word_tokenize
+            and tok.do_subword_tokenize
+            and tok.word_tokenizer_type == "mecab"
+            and tok.subword_tokenizer_type == "wordpiece"
+        ):
+            return None
+        try:
+            fast = cls(tok)
+            for text in _SELF_CHECK:
+                got, want = fast.align_batch([text])[0], _slow_align(tok, text)
+                ids = tok(text, add_special_tokens=False)["input_ids"]
+                if got is not None and (got != want or got.input_ids != ids):
+                    log.warning("bertkit: fast Japanese path disagrees on %r; using slow", text)
+                    return None
+        except Exception as err:  # any surprise in a third-party config: stay exact, stay slow
+            log.warning("bertkit: fast Japanese path unavailable (%s); using slow", err)
+            return None
+        return fast
+
+    def align_batch(self, texts: list[str]) -> list[Aligned | None]:
+        """Aligned per text, or None where only the slow alignment can be exact."""
+        out: list[Aligned | None] = []
+        # Chunks keep the per-text temporaries short-lived: the garbage collector then has far
+        # fewer survivors to walk (full collections dominated the run time without this).
+        for i in range(0, len(texts), self._CHUNK):
+            plans = [self._plan(t) for t in texts[i : i + self._CHUNK]]
+            words = chain.from_iterable(part[0] for p in plans if p for part in p if part[0])
+            self._fill_cache(set(words).difference(self.ids_of))
+            out += [self._assemble(p) if p is not None else None for p in plans]
+        return out
+
+    def _plan(self, text: str):
+        """A list of ``_words`` parts and (None, id, span) added tokens, or None to go slow."""
+        if "\x00" in text:  # MeCab segments differently around NUL in node and string mode
+            return None
+        if self.added_re is None or not self.added_re.search(text):
+            part = self._words(text, 0)
+            return None if part is None else [part]
+        if not self.added_simple:
+            return None
+        plan, pos = [], 0
+        for m in self.added_re.finditer(text):
+            if pos < m.start():
+                part = self._words(text[pos : m.start()], pos)
+                if part is None:
+                    return None
+                plan.append(part)
+            plan.append((None, self.tok.convert_tokens_to_ids(m.group()), m.span()))
+            pos = m.end()
+        if pos < len(text):
+            part = self._words(text[pos:], pos)
+            if part is None:
+                return None
+            plan.append(part)
+        return plan
+
+    def _words(self, text: str, base: int):
+        """(words, norm map, base, lead, starts) for one piece; None if the words cannot be placed.
+
+        When the words spell the normalised piece without gaps (after ``lead`` whitespace), their
+        tokens partition it and ``starts`` is None; otherwise ``starts`` holds each word's start.
+        """
+        norm = _nfkc(text) if self.normalize else text
+        nmap = None if norm == text else _NormMap.build(text, norm)
+        # fugashi strips the output; whitespace inside a word is a WordPiece split anyway.
+        words = self.tagger.parse(norm).split()
+        joined = "".join(words)
+        if joined == norm:
+            return (words, nmap, base, 0, None)
+        stripped = norm.lstrip()
+        if joined == stripped.rstrip():
+            return (words, nmap, base, len(norm) - len(stripped), None)
+        starts, pos = [], 0
+        for w in words:
+            at = norm.find(w, pos)
+            if at < 0 or (at > pos and not norm[pos:at].isspace()):
+                return None
+            starts.append(at)
+            pos = at + len(w)
+        return (words, nmap, base, 0, starts)
+
+    def _fill_cache(self, missing: set[str]) -> None:
+        """WordPiece the words not seen before: vocabulary words directly, the rest in one batch."""
+        if not missing:
+            return
+        if len(self.ids_of) + len(missing) > self._CACHE_LIMIT:
+            for table in (self.ids_of, self.lens_of, self.firsts_of, self.offsets_of, self.single):
+                table.clear()
+            self.irregular.clear()
+        rest = []
+        for w in missing:
+            low, back = self._lower(w)
+            i = self.vocab.get(low) if len(low) <= self.max_chars else None
+            if i is not None:  # greedy longest-match takes a whole vocabulary word at once
+                self._store(w, (self.id_fix.get(i, i),), ((0, len(w)),))
+            else:
+                rest.append((w, low, back))
+        encodings = self.wordpiece.encode_batch([low for _, low, _ in rest], add_special_tokens=False)
+        for (w, _, back), enc in zip(rest, encodings):
+            offs = enc.offsets if back is None else [(back[a][0], back[b - 1][1]) for a, b in enc.offsets]
+            self._store(w, tuple(self.id_fix.get(i, i) for i in enc.ids), tuple(offs))
+
+    def _store(self, word: str, ids: tuple[int, ...], offsets: tuple[tuple[int, int], ...]) -> None:
+        """Cache a word's tokens, in the shapes ``_assemble`` consumes without Python loops."""
+        self.ids_of[word] = ids
+        self.firsts_of[word] = (1,) + (0,) * (len(ids) - 1)
+        self.offsets_of[word] = offsets
+        tiles = offsets[0][0] == 0 and offsets[-1][1] == len(word)
+        if tiles and all(x[1] == y[0] for x, y in zip(offsets, offsets[1:])):
+            self.lens_of[word] = tuple(b - a for a, b in offsets)
+            if len(ids) == 1:
+                self.single[word] = ids[0]
+        else:  # a lower-casing that changes length made tokens overlap
+            self.lens_of[word] = None
+            self.irregular.add(word)
+
+    def _lower(self, word: str):
+        """(word as the tokenizer lower-cases it, map to the word's chars if lengths differ)."""
+        if not self.lower or word in self.never_split:
+            return word, None
+        low = word.lower()
+        if len(low) == len(word):
+            return low, None
+        return low, _Tracked.of(word).map(str.lower).spans
+
+    def _assemble(self, plan) -> Aligned:
+        """Concatenate cached words: the hot loop of the module, kept to C-level loops."""
+        ids, offsets, word_ids = [], [], []
+        next_word = 0
+        for part in plan:
+            if part[0] is None:  # an added token found in the text: a word of its own
+                ids.append(part[1])
+                offsets.append(part[2])
+                word_ids.append(next_word)
+                next_word += 1
+                continue
+            words, nmap, base, lead, starts = part
+            first_word, next_word = next_word, next_word + len(words)
+            single = list(map(self.single.get, words))
+            if None not in single:  # one token per word, the usual case with a real vocabulary
+                ids += single
+                word_ids += range(first_word, next_word)
+                lens = map(len, words)
+            else:
+                ids += chain.from_iterable(map(self.ids_of.__getitem__, words))
+                firsts = chain.from_iterable(map(self.firsts_of.__getitem__, words))
+                word_ids += islice(accumulate(firsts, initial=first_word - 1), 1, None)
+                lens = chain.from_iterable(map(self.lens_of.__getitem__, words))
+            if starts is None and nmap is None and self.irregular.isdisjoint(words):
+                # Tokens tile the piece: each starts where the previous one ended.
+                edges = list(accumulate(lens, initial=base + lead))
+                offsets += zip(edges, islice(edges, 1, None))
+                continue
+            starts = starts or list(accumulate(map(len, words), initial=lead))
+            rel = map(self.offsets_of.__getitem__, words)
+            spans = [(s + a, s + b) for s, offs in zip(starts, rel) for a, b in offs]
+            if nmap is not None:
+                spans = [(nmap.start(a), nmap.end(b)) for a, b in spans]
+            offsets += [(a + base, b + base) for a, b in spans] if base else spans
+        return Aligned(ids, offsets, word_ids)
+
+
+def _added_token_regex(tok):
+    """(regex over the added tokens, whether a regex split equals the trie split) or (None, True)."""
+    if tok.split_special_tokens:
+        return None, True
+    tokens = sorted(tok.tokens_trie._tokens, key=len, reverse=True)
+    if not tokens:
+        return None, True
+    regex = re.compile("|".join(map(re.escape, tokens)))
+    # The trie's greedy longest-match equals a regex scan when no token can overlap another, and
+    # the strip / single_word rules need the slow path.
+    overlap = any(
+        a != b and (a in b or any(b.startswith(a[i:]) for i in range(1, len(a))))
+        for a in tokens
+        for b in tokens
+    )
+    flags = any(
+        getattr(t, "lstrip", False) or getattr(t, "rstrip", False) or getattr(t, "single_word", False)
+        for t in tok._added_tokens_decoder.values()
+    )
+    return regex, not (overlap or flags)
+
+
+def _mecab_option(kwargs: dict) -> str:
+    """The option string ``MecabTokenizer`` builds from its kwargs (same dictionary, same rc)."""
+    import os
+
+    dic = kwargs.get("mecab_dic", "unidic_lite")
+    option = kwargs.get("mecab_option") or ""
+    if dic is None:
+        return option
+    modules = {"ipadic": "ipadic", "unidic_lite": "unidic_lite", "unidic": "unidic"}
+    if dic not in modules:
+        raise ValueError(f"unknown mecab_dic {dic!r}")
+    dic_dir = __import__(modules[dic]).DICDIR
+    return f'-d "{dic_dir}" -r "{os.path.join(dic_dir, "mecabrc")}" ' + option
+
+
+_FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fast_path_for(tok) -> _FastPath | None:
+    """The cached fast path of this tokenizer object, rebuilt if its config changed since."""
+    key = (
+        tok.lower_case,
+        tok.split_special_tokens,
+        tuple(tok._added_tokens_encoder.items()),
+        id(tok.word_tokenizer) if tok.do_word_tokenize else None,
+        id(tok.subword_tokenizer) if tok.do_subword_tokenize else None,
+    )
+    hit = _FAST.get(tok)
+    if hit is None or hit[0] != key:
+        hit = (key, _FastPath.create(tok))
+        _FAST[tok] = hit
+    return hit[1]
