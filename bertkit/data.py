@@ -173,16 +173,25 @@ def _numbers(row: dict[str, str]) -> dict[str, Any]:
 
 
 def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[dict[str, Any]]:
-    """CoNLL columns: one token per line, blank line between sentences, ``-DOCSTART-`` skipped."""
+    """CoNLL columns: one token per line, blank line between sentences, ``-DOCSTART-`` skipped.
+
+    Rows hold ``tokens`` (first column) and ``tags`` (last column). When every line of the file has
+    the same number of columns and there are more than two (CoNLL-2003: word, POS, chunk, NER), the
+    rows also hold every column as ``col0``, ``col1``, ..., so a recipe can pick another one
+    (``ner.tags_column=col2`` for the chunk tags).
+    """
     rows: list[dict[str, Any]] = []
     tokens: list[str] = []
     tags: list[str] = []
+    cells_of: list[list[str]] = []
+    widths: set[int] = set()
 
     def flush() -> None:
         if tokens:
-            rows.append({"tokens": list(tokens), "tags": list(tags)})
+            rows.append({"tokens": list(tokens), "tags": list(tags), "_cells": list(cells_of)})
             tokens.clear()
             tags.clear()
+            cells_of.clear()
 
     for number, line in enumerate(lines(read_text(path)), start=1):
         if not line.strip():
@@ -198,7 +207,14 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
         except IndexError:
             raise BertkitError(f"{path}, line {number}: expected token and tag columns, got {line!r}",
                                "CoNLL lines are `token<TAB>tag`; separate sentences with a blank line") from None
+        cells_of.append(cells)
+        widths.add(len(cells))
     flush()
+    width = next(iter(widths)) if len(widths) == 1 else 0
+    for row in rows:
+        cells = row.pop("_cells")
+        for k in range(width if width > 2 else 0):
+            row[f"col{k}"] = [c[k].strip() for c in cells]
     return rows
 
 

@@ -110,10 +110,11 @@ def predict(model_dir: str, source: str, *, output: str | None, overrides: list[
     bar = tqdm(desc="predicting", unit="ex", disable=out_path is None)
     try:
         pending: list[dict[str, Any]] = []
+        own_check = hasattr(task, "INPUT_COLUMNS")  # tasks with several input fields (qa) check rows themselves
         for row in data_mod.iter_input_lines(source, column):
-            if column not in row and "text" in row:
+            if not own_check and column not in row and "text" in row:
                 row = {**row, column: row["text"]}
-            if column not in row:
+            if not own_check and column not in row:
                 raise BertkitError(f"{source}: input row {count + len(pending) + 1} has no '{column}' field",
                                    f"its fields are {', '.join(row)}; set data.text_column=...")
             pending.append(row)

@@ -31,6 +31,8 @@ from types import ModuleType
 
 _MODULES = {
     "classification": "bertkit.tasks.classification",
+    "ner": "bertkit.tasks.ner",
+    "qa": "bertkit.tasks.qa",
 }
 
 
