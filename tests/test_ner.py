@@ -111,6 +111,9 @@ def test_bad_tags_name_the_row(tiny_en_model: Path) -> None:
         ner.prepare(datasets.DatasetDict({"train": ds}), recipe)
     with pytest.raises(BertkitError, match="row 1: 2 words but 1 tags"):
         cleaned([{"tokens": ["a", "b"], "tags": ["O"]}], recipe)
+    none = cleaned([{"tokens": ["a", "b"], "tags": ["O", "O"]}], recipe)
+    with pytest.raises(BertkitError, match="the data has no entities"):
+        ner.prepare(datasets.DatasetDict({"train": none}), recipe)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -222,25 +222,23 @@ def prepare(raw: Any, recipe: Recipe) -> Spec:
         shown = ", ".join(f"{s}: {'words with tags' if f == 'words' else 'text with spans'}" for s, f in forms.items())
         raise BertkitError(f"the splits do not share one shape ({shown})", "give every split in the same format")
     opts = recipe.options
-    types: Counter[str] = Counter()
+    types: set[str] = set()
     source = None
     if forms["train"] == "words":
         source = opts.tag_scheme if opts.tag_scheme != "auto" else ents.detect_scheme(raw["train"]["tags"])
         for split, ds in raw.items():
             for n, tags in enumerate(ds["tags"]):
                 try:
-                    found = ents.get_entities(tags, source)
+                    types.update(e[0] for e in ents.get_entities(tags, source))
                 except BertkitError as exc:
                     raise BertkitError(f"the {split} data, row {n + 1}, {exc.message}",
-                                       exc.hint or f"set ner.tag_scheme to the scheme of the data") from None
-                if split == "train":
-                    types.update(e[0] for e in found)
-                else:
-                    types.update({e[0]: 0 for e in found})
+                                       exc.hint or "set ner.tag_scheme to the scheme of the data") from None
     else:
-        for split, ds in raw.items():
-            for row in ds["entities"]:
-                types.update({e["type"]: int(split == "train") for e in row})
+        types = {e["type"] for ds in raw.values() for row in ds["entities"] for e in row}
+    if not types:
+        where = "tags are all O" if forms["train"] == "words" else "entity lists are all empty"
+        raise BertkitError(f"the data has no entities (its {where})",
+                           "check ner.tags_column / ner.entities_column, or ner.label_names for integer tags")
     labels = _labels(sorted(types), opts.label_scheme)
     return Spec(labels=labels, scheme=opts.label_scheme, source_scheme=source)
 
@@ -853,7 +851,7 @@ def card_notes(recipe: Recipe, spec: Spec) -> list[str]:
     opts = recipe.options
     stride = opts.window_stride(recipe.max_length)
     return [
-        f"Labels are {spec.scheme} tags of {len(spec.types)} entity types, one per word on "
+        f"Labels are {spec.scheme} tags of {len(spec.types)} entity type{'' if len(spec.types) == 1 else 's'}, one per word on "
         + ("every sub-token (B- continued as I-)." if opts.label_all_tokens else "its first sub-token."),
         f"Sentences longer than max_length={recipe.max_length} are split into overlapping windows (stride {stride}) "
         "and merged back token by token; nothing is truncated.",
