@@ -564,7 +564,7 @@ class _FastPath:
         self.normalize = wt.normalize_text
         self.lower = wt.do_lower_case
         self.never_split = set(wt.never_split) | set(tok.all_special_tokens)
-        self.wordpiece = Tokenizer(
+        self.wordpiece = Tokenizer(  # used through .model.tokenize: one word in, pieces out
             WordPiece(
                 vocab=dict(tok.vocab),
                 unk_token=str(st.unk_token),
@@ -580,11 +580,13 @@ class _FastPath:
         }
         self.added_re, self.added_simple = _added_token_regex(tok)
         self.vocab = tok.vocab
+        self.unk = str(st.unk_token)
         self.max_chars = st.max_input_chars_per_word
+        # firsts[k]: 1 then k - 1 zeros, summed up into word ids (a word has <= max_chars tokens)
+        self.firsts = [(1,) + (0,) * (k - 1) if k else () for k in range(self.max_chars + 2)]
         # The word cache, one table per shape _assemble needs (word -> ...):
         self.ids_of: dict[str, tuple[int, ...]] = {}  # token ids
         self.lens_of: dict[str, tuple[int, ...] | None] = {}  # token lengths (None: irregular)
-        self.firsts_of: dict[str, tuple[int, ...]] = {}  # 1 for the first token, then 0s
         self.offsets_of: dict[str, tuple[tuple[int, int], ...]] = {}  # spans within the word
         self.single: dict[str, int] = {}  # the id of a word that is exactly one token
         self.irregular: set[str] = set()  # words whose tokens do not tile them
@@ -674,39 +676,53 @@ class _FastPath:
         return (words, nmap, base, 0, starts)
 
     def _fill_cache(self, missing: set[str]) -> None:
-        """WordPiece the words not seen before: vocabulary words directly, the rest in one batch."""
-        if not missing:
-            return
+        """WordPiece the words not seen before (a vocabulary word is one token, no search)."""
         if len(self.ids_of) + len(missing) > self._CACHE_LIMIT:
-            for table in (self.ids_of, self.lens_of, self.firsts_of, self.offsets_of, self.single):
+            for table in (self.ids_of, self.lens_of, self.offsets_of, self.single):
                 table.clear()
             self.irregular.clear()
-        rest = []
+        single, ids_of, lens_of, fix = self.single, self.ids_of, self.lens_of, self.id_fix
+        vocab_get, tokenize = self.vocab.get, self.wordpiece.model.tokenize
         for w in missing:
-            low, back = self._lower(w)
-            i = self.vocab.get(low) if len(low) <= self.max_chars else None
+            low, back = self._lower(w) if self.lower else (w, None)
+            i = vocab_get(low) if len(low) <= self.max_chars else None
             if i is not None:  # greedy longest-match takes a whole vocabulary word at once
-                self._store(w, (self.id_fix.get(i, i),), ((0, len(w)),))
+                i = fix.get(i, i)
+                single[w], ids_of[w], lens_of[w] = i, (i,), (len(w),)
             else:
-                rest.append((w, low, back))
-        encodings = self.wordpiece.encode_batch([low for _, low, _ in rest], add_special_tokens=False)
-        for (w, _, back), enc in zip(rest, encodings):
-            offs = enc.offsets if back is None else [(back[a][0], back[b - 1][1]) for a, b in enc.offsets]
-            self._store(w, tuple(self.id_fix.get(i, i) for i in enc.ids), tuple(offs))
+                self._store(w, low, back, [(t.id, t.value) for t in tokenize(low)])
 
-    def _store(self, word: str, ids: tuple[int, ...], offsets: tuple[tuple[int, int], ...]) -> None:
-        """Cache a word's tokens, in the shapes ``_assemble`` consumes without Python loops."""
+    def _store(self, word: str, low: str, back, pieces: list[tuple[int, str]]) -> None:
+        """Cache a word's WordPiece pieces in the shapes ``_assemble`` reads with C-level loops."""
+        ids = tuple(self.id_fix.get(i, i) for i, _ in pieces)
+        if len(pieces) == 1 and pieces[0][1] == self.unk:
+            offsets = ((0, len(low)),)  # the whole word is unknown
+        else:
+            sizes = [len(v) - 2 if k else len(v) for k, (_, v) in enumerate(pieces)]  # "##" prefix
+            edges = list(accumulate(sizes, initial=0))
+            if edges[-1] != len(low):
+                raise RuntimeError(f"WordPiece pieces {pieces} do not spell {low!r}")
+            offsets = tuple(zip(edges, edges[1:]))
+        if back is not None:  # lower-casing changed the length: back to the word's characters
+            offsets = tuple((back[a][0], back[b - 1][1]) for a, b in offsets)
         self.ids_of[word] = ids
-        self.firsts_of[word] = (1,) + (0,) * (len(ids) - 1)
-        self.offsets_of[word] = offsets
         tiles = offsets[0][0] == 0 and offsets[-1][1] == len(word)
         if tiles and all(x[1] == y[0] for x, y in zip(offsets, offsets[1:])):
             self.lens_of[word] = tuple(b - a for a, b in offsets)
             if len(ids) == 1:
                 self.single[word] = ids[0]
-        else:  # a lower-casing that changes length made tokens overlap
+        else:  # overlapping tokens (two of them from one upper-case letter)
             self.lens_of[word] = None
+            self.offsets_of[word] = offsets
             self.irregular.add(word)
+
+    def _relative(self, word: str) -> tuple[tuple[int, int], ...]:
+        """Token spans within a word (built from the lengths unless stored)."""
+        offsets = self.offsets_of.get(word)
+        if offsets is None:
+            edges = list(accumulate(self.lens_of[word], initial=0))
+            offsets = self.offsets_of[word] = tuple(zip(edges, edges[1:]))
+        return offsets
 
     def _lower(self, word: str):
         """(word as the tokenizer lower-cases it, map to the word's chars if lengths differ)."""
@@ -736,8 +752,9 @@ class _FastPath:
                 word_ids += range(first_word, next_word)
                 lens = map(len, words)
             else:
-                ids += chain.from_iterable(map(self.ids_of.__getitem__, words))
-                firsts = chain.from_iterable(map(self.firsts_of.__getitem__, words))
+                per_word = list(map(self.ids_of.__getitem__, words))
+                ids += chain.from_iterable(per_word)
+                firsts = chain.from_iterable(map(self.firsts.__getitem__, map(len, per_word)))
                 word_ids += islice(accumulate(firsts, initial=first_word - 1), 1, None)
                 lens = chain.from_iterable(map(self.lens_of.__getitem__, words))
             if starts is None and nmap is None and self.irregular.isdisjoint(words):
@@ -746,7 +763,7 @@ class _FastPath:
                 offsets += zip(edges, islice(edges, 1, None))
                 continue
             starts = starts or list(accumulate(map(len, words), initial=lead))
-            rel = map(self.offsets_of.__getitem__, words)
+            rel = map(self._relative, words)
             spans = [(s + a, s + b) for s, offs in zip(starts, rel) for a, b in offs]
             if nmap is not None:
                 spans = [(nmap.start(a), nmap.end(b)) for a, b in spans]
