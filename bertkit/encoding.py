@@ -67,3 +67,18 @@ def fit_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[i
         else:
             b.pop()
     return a, b
+
+
+def length_stats(lengths: list[int], max_length: int) -> tuple[dict[str, int], int, float]:
+    """Percentiles of per-example token counts, plus how many (and what percentage) exceed ``max_length``.
+
+    Each task reports the excess its own way: truncated (classification) or windowed (NER, QA).
+    """
+    import numpy as np
+
+    arr = np.asarray(lengths or [0])
+    longer = int((arr > max_length).sum())
+    stats = {"examples": len(lengths), "tokens_p50": int(np.percentile(arr, 50)),
+             "tokens_p90": int(np.percentile(arr, 90)), "tokens_p99": int(np.percentile(arr, 99)),
+             "tokens_max": int(arr.max())}
+    return stats, longer, round(100.0 * longer / max(len(lengths), 1), 2)

@@ -265,17 +265,8 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
 
 
 def length_report(full_lengths: list[int], max_length: int) -> dict[str, Any]:
-    arr = np.asarray(full_lengths) if full_lengths else np.zeros(1, dtype=int)
-    truncated = int((arr > max_length).sum())
-    return {
-        "examples": len(full_lengths),
-        "tokens_p50": int(np.percentile(arr, 50)),
-        "tokens_p90": int(np.percentile(arr, 90)),
-        "tokens_p99": int(np.percentile(arr, 99)),
-        "tokens_max": int(arr.max()),
-        "truncated": truncated,
-        "truncated_pct": round(100.0 * truncated / max(len(full_lengths), 1), 2),
-    }
+    stats, truncated, pct = encoding.length_stats(full_lengths, max_length)
+    return {**stats, "truncated": truncated, "truncated_pct": pct}
 
 
 def collator(tokenizer: Any) -> Any:

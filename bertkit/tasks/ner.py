@@ -522,18 +522,8 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
 
 def length_report(encoded: list[Encoded], recipe: Recipe, n_features: int, notes: dict[str, str]) -> dict[str, Any]:
     """Token counts per example (with [CLS]/[SEP]) and how many needed windows; never any truncation."""
-    arr = np.asarray([len(e.ids) + 2 for e in encoded] or [0])
-    longer = int((arr > recipe.max_length).sum())
-    report: dict[str, Any] = {
-        "examples": len(encoded),
-        "tokens_p50": int(np.percentile(arr, 50)),
-        "tokens_p90": int(np.percentile(arr, 90)),
-        "tokens_p99": int(np.percentile(arr, 99)),
-        "tokens_max": int(arr.max()),
-        "windowed": longer,
-        "windowed_pct": round(100.0 * longer / max(len(encoded), 1), 2),
-        "features": n_features,
-    }
+    stats, longer, pct = encoding.length_stats([len(e.ids) + 2 for e in encoded], recipe.max_length)
+    report: dict[str, Any] = {**stats, "windowed": longer, "windowed_pct": pct, "features": n_features}
     if longer:
         report["note_windows"] = (f"{longer} ({report['windowed_pct']} %) longer than max_length={recipe.max_length}, "
                                   f"split into {n_features - len(encoded) + longer} overlapping windows "

@@ -407,14 +407,10 @@ def _split_golds(dataset: Any, recipe: Recipe) -> list[list[tuple[str, int]]]:
 
 
 def _length_report(enc: Encoded, recipe: Recipe, lost: int) -> dict[str, Any]:
-    arr = np.asarray(enc.full_lengths or [0])
     per_example = Counter(w.example for w in enc.windows)
-    longer = int((arr > recipe.max_length).sum())
+    stats, longer, pct = encoding.length_stats(enc.full_lengths, recipe.max_length)
     report = {
-        "examples": len(enc.full_lengths), "windows": len(enc.windows),
-        "tokens_p50": int(np.percentile(arr, 50)), "tokens_p90": int(np.percentile(arr, 90)),
-        "tokens_p99": int(np.percentile(arr, 99)), "tokens_max": int(arr.max()),
-        "truncated": longer, "truncated_pct": round(100.0 * longer / max(len(enc.full_lengths), 1), 2),
+        **stats, "windows": len(enc.windows), "truncated": longer, "truncated_pct": pct,
         "note_windows": f"read as {len(enc.windows)} windows (up to {max(per_example.values(), default=0)} per "
                         f"question, doc_stride={recipe.options.doc_stride})",
     }
