@@ -86,6 +86,7 @@ class Recipe:
     early_stopping_patience: int | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False  # allow loading .bin (pickle) weights; off because pickle runs code
+    resume: bool = False  # continue from the last checkpoint in <output_dir>.partial (as --resume does)
     options: Any = None  # the task's options dataclass (the YAML section named after the task)
     training: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # file the recipe came from
@@ -97,6 +98,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")
+        out.pop("resume")  # how this run started, not a setting to repeat
         options = out.pop("options")
         if options is not None:
             out[self.task] = options
@@ -288,6 +290,8 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
             errors.append(f"unknown key 'training.{key}' (not a TrainingArguments field){_suggest(key, fields)}")
             continue
         expected = _scalar_type(fields[key].type)
+        if value is False and key.endswith("_strategy"):
+            value = "no"  # YAML 1.1 reads `eval_strategy: no` (and the override `=no`) as false
         if expected in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
             if expected is float:
                 value = float(value)

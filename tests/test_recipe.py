@@ -46,6 +46,13 @@ def test_overrides_win_and_are_typed(tmp_path: Path) -> None:
     assert recipe.options.threshold == pytest.approx(0.3)
 
 
+def test_strategy_no_survives_yaml_reading_it_as_false(tmp_path: Path) -> None:
+    # YAML 1.1 turns a bare `no` into false; TrainingArguments wants the string "no".
+    recipe = recipe_mod.load(write(tmp_path, BASE + "training:\n  save_strategy: no\n"), ["training.eval_strategy=no"])
+    assert recipe.training["save_strategy"] == "no"
+    assert recipe.training["eval_strategy"] == "no"
+
+
 def test_unknown_keys_suggest_the_closest_and_all_problems_come_at_once(tmp_path: Path) -> None:
     text = BASE + "max_lenght: 12\ntraining:\n  learning_rat: 1.0\n  num_train_epochs: -1\n"
     with pytest.raises(BertkitError) as info:
