@@ -9,13 +9,15 @@ questions) and ja_medical. Per tokenizer and path it prints:
 
 - ids: % of lines whose ids equal ``tokenizer(text, add_special_tokens=False)["input_ids"]``;
 - exact: % of tokens whose original slice ``text[start:end]``, normalised the way the tokenizer
-  normalises (NFKC, lower-casing if configured, whitespace dropped), is the token without ``##``;
+  normalises (NFKC, lower-casing if configured, whitespace dropped), is the token without ``##``
+  (or, where NFKC expanded one character into several tokens, is the smallest slice holding it);
   an added token must be its slice; an ``[UNK]`` must cover a whole unknown word (WordPiece of
   the normalised slice is ``[UNK]``);
 - fast == slow: % of lines where both paths give the same ids, offsets and word ids.
 
-A token can only be inexact when NFKC makes several tokens from one original character (``㈱`` ->
-``(``, ``株``, ``)``): each then spans the whole character. Examples of inexact tokens are listed.
+When NFKC makes several tokens from one original character (``㈱`` -> ``(``, ``株``, ``)``), each
+token spans that whole character, the smallest slice of the original it came from: that counts as
+exact. Examples of inexact tokens are listed.
 """
 
 from __future__ import annotations
@@ -53,15 +55,28 @@ def japanese_lines(data: str) -> list[str]:
 
 
 def is_exact(tok, added: set[str], text: str, token: str, start: int, end: int) -> bool:
-    """Does the original slice normalise to the token? (independent of bertkit.japanese)"""
+    """Is the original slice exactly what the token came from? (independent of bertkit.japanese)
+
+    Either the slice normalises to the token, or NFKC expanded the slice into several tokens and
+    the slice is the smallest one that still holds this token (``℃`` -> ``°``, ``c``: each token's
+    source is the one character ``℃``; nothing finer exists in the original text).
+    """
     piece = text[start:end]
     if token in added and token != tok.unk_token:
         return piece == token
-    norm = unicodedata.normalize("NFKC", piece)
-    norm = "".join((norm.lower() if tok.do_lower_case else norm).split())
     if token == tok.unk_token:
+        norm = _norm(tok, piece)
         return bool(norm) and tok.subword_tokenizer.tokenize(norm) == [tok.unk_token]
-    return norm == (token[2:] if token.startswith("##") else token)
+    bare = token[2:] if token.startswith("##") else token
+    norm = _norm(tok, piece)
+    if norm == bare:
+        return True
+    return bare in norm and bare not in _norm(tok, piece[1:]) and bare not in _norm(tok, piece[:-1])
+
+
+def _norm(tok, piece: str) -> str:
+    norm = unicodedata.normalize("NFKC", piece)
+    return "".join((norm.lower() if tok.do_lower_case else norm).split())
 
 
 def check(tok, lines: list[str], method: str) -> dict:
