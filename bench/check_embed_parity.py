@@ -72,9 +72,11 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
+    from transformers.utils import logging as hf_logging
 
     from bertkit import embed, models
 
+    hf_logging.disable_progress_bar()
     model_dir, _ = models.resolve("minilm-l6")
     max_seq_length = json.loads((Path(model_dir) / "sentence_bert_config.json").read_text())["max_seq_length"]
     texts = load_texts(Path(args.data), args.limit)

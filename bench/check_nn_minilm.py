@@ -44,10 +44,12 @@ def main() -> int:
 
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from bertkit import models
     from bertkit.nn import BertEncoder
 
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     model_dir, _ = models.resolve("minilm-l6")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -42,23 +42,73 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except BertkitError as exc:
+            from bertkit import distributed
+
             if os.environ.get("BERTKIT_DEBUG") == "1":
+                distributed.record_failure(exc)
                 raise
-            typer.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                typer.echo(f"hint: {exc.hint}", err=True)
-            raise typer.Exit(1) from None
+            if not distributed.leave_to_launcher(exc):  # bertkit's launcher prints it once for all ranks
+                typer.echo(f"{exc.label}: {distributed.rank_prefix()}{exc.message}", err=True)
+                if exc.hint:
+                    typer.echo(f"hint: {exc.hint}", err=True)
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if os.environ.get("BERTKIT_DEBUG") == "1":
                 raise
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            from bertkit import distributed
+
+            distributed.record_failure(exc)  # under a launcher: names this rank's failure at the end
+            raise
 
     return wrapper
 
 
 def _command_line() -> str:
-    return "bertkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from bertkit import distributed
+
+    # A process started by --num-processes gets the command as the user typed it, launcher flags included.
+    return os.environ.get(distributed.COMMAND_LINE) or "bertkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+LAUNCH_OPTIONS = ("num_processes", "accelerate_config")
+
+
+def _same_command(ctx: typer.Context) -> list[str]:
+    """This command's words, rebuilt from its parsed parameters, without the launcher's own options."""
+    words = [ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in LAUNCH_OPTIONS or value is None:
+            continue
+        if param.param_type_name == "argument":
+            words += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        elif value != param.default:
+            if param.is_flag:
+                words.append(param.opts[0] if value else param.secondary_opts[0])
+            else:
+                for item in value if param.multiple else [value]:
+                    words += [param.opts[0], str(item)]
+    return words
+
+
+def _launch(ctx: typer.Context, num_processes: Optional[int], accelerate_config: Optional[str]) -> bool:
+    """Run this command on several processes when asked to; True when it did (and succeeded)."""
+    if not accelerate_config and (num_processes or 1) == 1:
+        return False
+    from bertkit import distributed
+
+    code = distributed.launch(_same_command(ctx), num_processes=num_processes, config_file=accelerate_config,
+                              command_line=_command_line())
+    if code:
+        raise typer.Exit(code)
+    return True
+
+
+NUM_PROCESSES_HELP = "train on N processes through Accelerate (one per GPU; CPU processes without GPUs)"
+ACCELERATE_CONFIG_HELP = "accelerate config file: machines, DeepSpeed, FSDP (examples in recipes/accelerate/)"
 
 
 def _resolve_recipe_path(recipe: str) -> str:
@@ -84,21 +134,37 @@ OVERRIDES_HELP = "key=value overrides, e.g. training.learning_rate=3e-5 data.tra
 @app.command()
 @handled
 def finetune(
+    ctx: typer.Context,
     recipe: str = typer.Argument(..., help="recipe YAML (path or shipped name, see `bertkit recipes`)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, help=NUM_PROCESSES_HELP),
+    accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
 ) -> None:
     """Fine-tune a model as the recipe says; writes model, metrics, predictions, card and plots."""
+    from bertkit import distributed
     from bertkit import recipe as recipe_mod
     from bertkit import train
 
-    resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])
+    resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])  # recipe errors once, before launching
+    if ctx.info_name == "adapt-domain" and resolved.task != "mlm":
+        raise BertkitError(f"adapt-domain trains task: mlm recipes, and {resolved.source} is task: {resolved.task}",
+                           f"run it with: bertkit finetune {recipe}")
+    if _launch(ctx, num_processes, accelerate_config):
+        return
     metrics = train.run(resolved, overwrite=overwrite, resume=resume, command=_command_line())
+    if not distributed.is_main_process():
+        return  # one process reports for all
     for split in ("validation", "test"):
         if split in metrics:
             _print_metrics(split, metrics[split])
-    typer.echo(f"train: {metrics['train']['seconds']} s, {metrics['train']['samples_per_second']} samples/s")
+    for split, before in metrics.get("before", {}).items():  # mlm: the starting model, measured the same way
+        typer.echo(f"held-out {split} perplexity: {before['perplexity']:.2f} before -> "
+                   f"{metrics[split]['perplexity']:.2f} after; masked-token accuracy {before['accuracy']:.4f} -> "
+                   f"{metrics[split]['accuracy']:.4f}")
+    speed = metrics["train"]["samples_per_second"]
+    typer.echo(f"train: {metrics['train']['seconds']} s" + (f", {speed} samples/s" if speed else " (no steps were left to run)"))
     typer.echo(f"saved to {resolved.output_dir}")
 
 
@@ -227,6 +293,85 @@ def tokenize(
         typer.echo(json.dumps([{"text": t, "tokens": table} for t, table in zip(texts, tables)], ensure_ascii=False, indent=1))
     else:
         typer.echo(build.format_token_table(tables, list(texts)))
+
+
+@app.command()
+@handled
+def embed(
+    model: str = typer.Argument(..., help="model directory, alias (minilm-l6) or hub id"),
+    source: str = typer.Argument(..., help="input TXT (a text a line), JSONL, CSV or TSV file, or - for stdin"),
+    pooling: str = typer.Option("mean", "--pooling", help="mean, max, cls or pooler"),
+    normalize: bool = typer.Option(False, "--normalize", help="scale every vector to length 1"),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help=".npy or .jsonl file to write"),
+    similarity: bool = typer.Option(False, "--similarity", help="write the inputs' cosine-similarity matrix (+ a .png heatmap) instead"),
+    query: Optional[str] = typer.Option(None, "--query", help="rank the inputs by similarity to this text"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="with --query: how many hits (default 10)"),
+    text_column: str = typer.Option("text", "--text-column", help="field holding the text in JSONL/CSV/TSV input"),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="tokens per input (default: the model's)"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+) -> None:
+    """Sentence vectors for every input line, their similarity matrix, or a semantic search over them."""
+    from bertkit import embed as embed_mod
+
+    result = embed_mod.run(model, source, pooling=pooling, normalize=normalize, output=output, similarity=similarity,
+                           query=query, top_k=top_k, text_column=text_column, max_length=max_length,
+                           batch_size=batch_size)
+    if result["truncated"]:
+        typer.echo(f"note: {result['truncated']} inputs were longer than {result['max_length']} tokens and were cut",
+                   err=True)
+    if query is not None:
+        if not output:
+            for hit in result["hits"]:
+                typer.echo(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['text']}")
+        else:
+            typer.echo(f"wrote the top {len(result['hits'])} of {result['count']} inputs to {output}", err=True)
+    elif similarity:
+        typer.echo(f"wrote the {result['count']}x{result['count']} similarity matrix to {output} and {result['plot']}")
+    else:
+        typer.echo(f"wrote {result['count']} vectors of dimension {result['dim']} ({pooling} pooling"
+                   f"{', normalized' if normalize else ''}) to {output}")
+
+
+inspect_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Look inside a model: attention maps, positional encodings.")
+app.add_typer(inspect_app, name="inspect")
+
+
+@inspect_app.command("attention")
+@handled
+def inspect_attention(
+    model: str = typer.Argument(..., help="model directory, alias (minilm-l6) or hub id"),
+    text: str = typer.Argument(..., help="the text whose attention to draw"),
+    layer: Optional[int] = typer.Option(None, "--layer", help="layer, from 0 (default: the last; -1 counts from the end)"),
+    head: Optional[int] = typer.Option(None, "--head", help="one head, from 0 (default: a grid of every head)"),
+    output: str = typer.Option("attention.png", "--output", "-o", help="PNG file to write"),
+) -> None:
+    """Heatmap of attention weights, tokens on both axes: one head, or every head of a layer."""
+    from bertkit import inspection
+
+    tokens, weights, cut = inspection.attention_weights(model, text)
+    drawn_layer, drawn_head = inspection.plot_attention(tokens, weights, output, layer=layer, head=head)
+    heads = f"head {drawn_head}" if drawn_head is not None else f"all {weights.shape[1]} heads"
+    typer.echo(f"wrote {output}: layer {drawn_layer} of 0-{weights.shape[0] - 1}, {heads}, {len(tokens)} tokens"
+               + (f" (text cut to {len(tokens)} tokens)" if cut else ""))
+
+
+@inspect_app.command("positional-encoding")
+@handled
+def inspect_positional_encoding(
+    d_model: int = typer.Option(128, "--d-model", help="vector width"),
+    max_len: int = typer.Option(100, "--max-len", help="number of positions"),
+    output: str = typer.Option("positional_encoding.png", "--output", "-o", help="PNG file to write"),
+) -> None:
+    """The sinusoidal positional encoding of the original Transformer, as an image."""
+    from bertkit import inspection
+
+    inspection.plot_positional_encoding(d_model, max_len, output)
+    typer.echo(f"wrote {output}: {max_len} positions x {d_model} dimensions")
+
+
+# The same command under a second name, for task: mlm recipes (finetune runs them too).
+app.command("adapt-domain", help="Masked-language-model training on a domain corpus, or from scratch (task: mlm "
+            "recipes): held-out perplexity before and after; fine-tune the result with finetune model=OUTPUT_DIR.")(finetune)
 
 
 def main() -> None:

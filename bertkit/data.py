@@ -32,29 +32,37 @@ FORMATS_BY_SUFFIX = {
 # Text decoding
 
 
-def read_text(path: str | Path) -> str:
-    """Read a file as UTF-8 text, with a precise error for missing, binary or mis-encoded files."""
+def read_text(path: str | Path, limit: int | None = None) -> str:
+    """Read a file as UTF-8 text, with a precise error for missing, binary or mis-encoded files.
+
+    With ``limit``, read and check only the first ``limit`` bytes: for a file about to be streamed
+    (``predict``), so a big input is never held in memory whole.
+    """
     path = Path(path)
     if not path.exists():
         raise BertkitError(f"data file {path} does not exist", "check the path (relative paths start from the current directory)")
     if path.is_dir():
         raise BertkitError(f"data path {path} is a directory, not a file", "point to a file inside it")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(-1 if limit is None else limit)
     except OSError as exc:
         raise BertkitError(f"data file {path} cannot be read: {exc.strerror}", "check its permissions") from exc
-    if not raw.strip():
+    cut = limit is not None and len(raw) == limit  # more follows: the last character may be cut short
+    if not raw.strip() and not cut:
         raise BertkitError(f"data file {path} is empty", "give a file with at least one example")
     if b"\x00" in raw[:8192]:
         raise BertkitError(f"data file {path} looks binary (it contains NUL bytes), not text",
                            "give a CSV, TSV, JSON, JSONL, CoNLL or text file (parquet needs the .parquet suffix)")
     try:
-        return raw.decode("utf-8-sig")
+        import codecs
+
+        return codecs.getincrementaldecoder("utf-8-sig")().decode(raw, final=not cut)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         for encoding in ("cp932", "euc_jp"):
             try:
-                raw.decode(encoding)
+                codecs.getincrementaldecoder(encoding)().decode(raw, final=not cut)
             except UnicodeDecodeError:
                 continue
             label = "Shift_JIS (cp932)" if encoding == "cp932" else "EUC-JP"
@@ -146,9 +154,15 @@ def read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
         raise BertkitError(f"{path}: the header row repeats a column name ({', '.join(header)})", "give each column a unique name")
     rows = []
     try:
+        start = reader.line_num + 1
         for cells in reader:
+            first, start = start, reader.line_num + 1  # a quoted field can span lines
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
+            if len(cells) < len(header) and reader.line_num > first and any("\n" in c for c in cells):
+                raise BertkitError(f"{path}, line {first}: a quoted field opens there and runs on to line "
+                                   f"{reader.line_num}, leaving {len(cells)} fields where the header has {len(header)}",
+                                   "close the quote on that line (a quote inside a field is written twice: \"\")")
             if len(cells) != len(header):
                 raise BertkitError(
                     f"{path}, line {reader.line_num}: {len(cells)} fields where the header has {len(header)}",
@@ -278,9 +292,10 @@ def iter_input_lines(path: str, text_column: str = "text") -> Iterator[dict[str,
         source = "<stdin>"
     else:
         p = Path(path)
-        read_text(p)  # cheap for the error messages; the file is then streamed
+        read_text(p, limit=1 << 16)  # the usual errors from the first bytes; the file is then streamed
         fmt = detect_format(p)
-        stream = open(p, encoding="utf-8-sig", newline="" if fmt in ("csv", "tsv") else None)
+        # Lines end at "\n" only (a lone "\r" or U+2028 inside a line is text), as in read_rows.
+        stream = open(p, encoding="utf-8-sig", newline="" if fmt in ("csv", "tsv") else "\n")
         source = str(p)
     try:
         if fmt in ("csv", "tsv"):
@@ -296,11 +311,13 @@ def iter_input_lines(path: str, text_column: str = "text") -> Iterator[dict[str,
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise BertkitError(f"{source}, line {number}: not valid JSON ({exc.msg})") from exc
+                        raise BertkitError(f"{source}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})",
+                                           "fix or remove that line; JSONL needs one JSON object per line") from exc
                     yield row if isinstance(row, dict) else {text_column: row}
         else:
             for line in stream:
-                line = line.rstrip("\n")
+                line = line[:-1] if line.endswith("\n") else line
+                line = line[:-1] if line.endswith("\r") else line
                 if path == "-" and line.startswith("{"):
                     try:
                         row = json.loads(line)
@@ -311,6 +328,9 @@ def iter_input_lines(path: str, text_column: str = "text") -> Iterator[dict[str,
                         pass
                 if line.strip():
                     yield {text_column: line}
+    except UnicodeDecodeError as exc:
+        raise BertkitError(f"{source} is not UTF-8 text past its first {1 << 16} bytes ({exc.reason})",
+                           "re-save it as UTF-8") from exc
     finally:
         if stream is not sys.stdin:
             stream.close()

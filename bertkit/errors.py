@@ -10,6 +10,9 @@ from __future__ import annotations
 
 
 class BertkitError(Exception):
+    label = "error"  # the CLI prints "<label>: <message>" ...
+    exit_code = 1  # ... and exits with this code (an interrupted run uses 130 / 143)
+
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.message = message

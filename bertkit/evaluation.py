@@ -54,14 +54,14 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     dataset = raw["test"]
     dropped = 0
     if hasattr(task, "clean_split"):
-        dataset, dropped = task.clean_split(dataset, recipe, f"evaluation data {data}")
+        dataset, dropped = task.clean_split(dataset, recipe, data)
     dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
     model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code)
     model.to(hardware.device())
     spec = task.spec_from_model(model.config, recipe)
-    feats, lengths = task.features(dataset, tokenizer, recipe, spec, f"evaluation data {data}")
+    feats, lengths = task.features(dataset, tokenizer, recipe, spec, data)
     import datasets
 
     p = Prepared(recipe=recipe, task=task, spec=spec, tokenizer=tokenizer, raw=datasets.DatasetDict({"test": dataset}),
@@ -82,9 +82,11 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
 
 
 def _slug(data: str, split: str | None) -> str:
+    """A directory name for an evaluation: letters, digits, '-', '_' and '.' only, so it stays inside
+    ``evaluations/`` whatever the data path or split name holds (``..``, ``/``, NUL, ...)."""
     stem = Path(data).stem if Path(data).suffix else data.replace("/", "__")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "data"
-    return safe + (f"-{split}" if split else "")
+    name = stem + (f"-{split}" if split else "")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "data"
 
 
 def predict(model_dir: str, source: str, *, output: str | None, overrides: list[str] | None = None,
@@ -126,6 +128,7 @@ def predict(model_dir: str, source: str, *, output: str | None, overrides: list[
             count += _write(sink, task.predict_batch(spec, recipe, tokenizer, model, pending, precision, batch_size))
             bar.update(len(pending))
     except BaseException:
+        bar.close()  # end the progress line, so an error message starts on its own line
         if partial:
             sink.close()
             partial.unlink(missing_ok=True)

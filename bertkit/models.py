@@ -104,12 +104,20 @@ def load_tokenizer(ref: str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     location, local_only = resolve(ref)
-    _warn_remote_code(ref, trust_remote_code)
+    _warn_remote_code(ref, location, trust_remote_code)
     try:
-        return AutoTokenizer.from_pretrained(location, local_files_only=local_only, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only,
+                                                  trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise BertkitError(f"could not load a tokenizer from {ref}: {str(exc).splitlines()[0]}",
                            "the model directory needs vocab.txt or tokenizer.json and tokenizer_config.json") from exc
+    # transformers builds a tokenizer from config.json alone when the files are missing: one that
+    # knows only its special tokens and turns every word into [UNK].
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise BertkitError(f"{ref} has no tokenizer files (tokenizer.json, vocab.txt or a sentencepiece model), "
+                           "so every word would become [UNK]",
+                           "copy the tokenizer files of the model it came from, e.g. tokenizer.save_pretrained(dir)")
+    return tokenizer
 
 
 def load_model(ref: str, model_class: Any, *, allow_pickle: bool = False, trust_remote_code: bool = False,
@@ -122,31 +130,96 @@ def load_model(ref: str, model_class: Any, *, allow_pickle: bool = False, trust_
 
     location, local_only = resolve(ref)
     check_weights(location, allow_pickle)
-    _warn_remote_code(ref, trust_remote_code)
+    _warn_remote_code(ref, location, trust_remote_code)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from transformers.utils import logging as hf_logging
 
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # "newly initialized weights" is expected when fine-tuning
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load says nothing to a user
         try:
             return model_class.from_pretrained(location, local_files_only=local_only,
                                                use_safetensors=None if allow_pickle else True,
                                                trust_remote_code=trust_remote_code, **kwargs)
         except (OSError, ValueError, RuntimeError) as exc:
+            code = remote_code(location)
+            if code and not trust_remote_code:
+                raise BertkitError(f"{ref} needs its own Python code to load ({', '.join(code)}), and "
+                                   "trust_remote_code is off", "read that code; if you trust it, set "
+                                   "trust_remote_code=true") from exc
             raise BertkitError(f"could not load model weights from {ref}: {str(exc).splitlines()[0]}",
                                "check that the directory was saved by save_pretrained for a BERT-family model") from exc
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
 
 
-def _warn_remote_code(ref: str, trust_remote_code: bool) -> None:
-    if trust_remote_code:
-        print(f"warning: trust_remote_code is on: Python code shipped with '{ref}' will run on this machine",
-              file=sys.stderr)
+_WARNED: set[str] = set()
+
+
+def remote_code(location: str) -> list[str]:
+    """The code a local model directory asks to run: its .py files and its configs' ``auto_map`` classes."""
+    import json
+
+    path = Path(location)
+    if not path.is_dir():
+        return []
+    found = sorted(p.name for p in path.glob("*.py"))
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((path / name).read_text(encoding="utf-8")).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for value in auto_map.values():
+            for entry in value if isinstance(value, list) else [value]:
+                if isinstance(entry, str) and entry not in found:
+                    found.append(entry)
+    return found
+
+
+def _warn_remote_code(ref: str, location: str, trust_remote_code: bool) -> None:
+    code = remote_code(location)
+    key = ", ".join(code) or ref  # once per body of code, however many copies load it
+    if not trust_remote_code or key in _WARNED:
+        return
+    _WARNED.add(key)
+    named = f": {', '.join(code)}" if code else " (whatever its config's auto_map names)"
+    print(f"warning: trust_remote_code is on: loading '{ref}' runs the Python code it ships{named}",
+          file=sys.stderr)
 
 
 def describe(ref: str) -> str:
     if ref in ALIASES:
         return f"{ref} ({ALIASES[ref][1]})"
     return ref
+
+
+def stored_tensor_names(ref: str) -> set[str] | None:
+    """Names of the tensors in a model's safetensors files (read from their headers only), or None
+    where they cannot be found (pickle weights, a hub model missing from the local cache)."""
+    import json
+
+    from safetensors import safe_open
+
+    location, _ = resolve(ref)
+    folder = Path(location)
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("model.safetensors.index.json", "model.safetensors"):
+            cached = try_to_load_from_cache(location, name)
+            if isinstance(cached, str):
+                folder = Path(cached).parent
+                break
+        else:
+            return None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+    names: set[str] = set()
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as fh:
+            names.update(fh.keys())
+    return names or None

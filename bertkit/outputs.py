@@ -7,14 +7,17 @@ leaves a directory that looks like a complete model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bertkit.errors import BertkitError
+from bertkit.plotting import pyplot, use_cjk_font
 
 
 def staging_dir(output_dir: str | Path) -> Path:
@@ -40,7 +43,8 @@ def prepare(output_dir: str | Path, *, overwrite: bool = False, resume: bool = F
     except OSError as exc:
         raise BertkitError(f"cannot create {parent}: {exc.strerror}", "choose a writable output_dir=...") from exc
     if not os.access(parent, os.W_OK):
-        raise BertkitError(f"output directory {parent} is not writable", "choose a writable output_dir=...")
+        raise BertkitError(f"cannot write output_dir {output_dir}: the directory {parent} is not writable",
+                           "choose a writable output_dir=..., or fix the permissions of that directory")
     if work.exists() and not resume:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -62,6 +66,71 @@ def publish(work: Path, output_dir: str | Path, keep: tuple[str, ...] = ()) -> P
     if old.exists():
         shutil.rmtree(old)
     return output_dir
+
+
+def discard(work: Path) -> None:
+    """Remove a staging directory that holds nothing worth keeping (a run that failed early)."""
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether a failure during a run is the run's own writing failing (a full disk, typically).
+
+    The readers turn their OSErrors into BertkitErrors, so a bare OSError here is a write; torch.save
+    reports a short write as a RuntimeError; a writer's BertkitError counts when a full disk caused it.
+    """
+    import errno
+
+    if isinstance(exc, BertkitError):
+        cause = exc.__cause__
+        return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc).lower()
+    return isinstance(exc, OSError) or any(w in text for w in ("unexpected pos", "failed writing",
+                                                               "file write failed"))
+
+
+def write_error(work: Path, exc: BaseException, resume_command: str) -> BertkitError:
+    """One sentence for a failure while a run writes (a full disk, above all), and what is kept."""
+    import errno
+
+    if isinstance(exc, BertkitError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    target = getattr(exc, "filename", None) or work
+    where = work.absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    # torch.save says only "unexpected pos": a nearly full disk is then the likely cause
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (not isinstance(exc, OSError)
+                                                                        and free < 64 * 2**20):
+        message = (f"the disk is full ({free // 1024} KiB free): writing {target} failed, "
+                   f"so nothing was published at {work.with_name(work.name.removesuffix('.partial'))}")
+    else:
+        message = f"writing {target} failed: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}"
+    hint = "free disk space or choose output_dir on another disk, then run again"
+    from bertkit.interrupt import last_complete_checkpoint
+
+    if last_complete_checkpoint(work):
+        hint += f"; `{resume_command}` continues from the last complete checkpoint in {work}"
+    error = BertkitError(message, hint)
+    error.__cause__ = exc  # BERTKIT_DEBUG=1 shows where the write failed
+    return error
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """Yield a sibling ``.partial`` path to write; it replaces ``path`` only if the block completes.
+
+    On any error (or Ctrl-C) the partial file is removed, so ``path`` is never left half-written.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(value: Any) -> Any:
@@ -100,22 +169,13 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
 # Plots
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) -> bool:
     """Loss (train and eval) and the selection metric against the epoch, as one PNG."""
     train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
     evals = [e for e in log_history if "eval_loss" in e]
     if not train and not evals:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     if train:
         axes[0].plot(*zip(*train), label="train loss", lw=1)
@@ -139,8 +199,8 @@ def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) ->
 
 
 def plot_confusion(labels: list[str], matrix: list[list[int]], path: Path) -> None:
-    plt = _pyplot()
-    _use_cjk_font(plt, labels)
+    plt = pyplot()
+    use_cjk_font(plt, labels)
     n = len(labels)
     size = max(3.5, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -158,18 +218,6 @@ def plot_confusion(labels: list[str], matrix: list[list[int]], path: Path) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _use_cjk_font(plt: Any, labels: list[str]) -> None:
-    """Pick an installed font with Japanese glyphs when labels need one (else boxes are drawn)."""
-    if not any(ord(c) > 0x2E80 for label in labels for c in label):
-        return
-    from matplotlib import font_manager
-
-    for font in font_manager.fontManager.ttflist:
-        if any(key in font.name for key in ("Noto Sans CJK", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")):
-            plt.rcParams["font.family"] = font.name
-            return
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,6 +113,22 @@ TOP_LEVEL = {f.name for f in dataclasses.fields(Recipe)} - {"options", "source",
 # Reading and overriding
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only: no ``!!python/...`` tags) that also refuses a key given
+    twice in one mapping, which YAML would otherwise settle silently in favour of the last."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -123,14 +139,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise BertkitError(f"recipe {path} is a directory, not a YAML file", "give the path to a .yaml file")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise BertkitError(f"recipe {path} is not valid YAML{where}: {problem}", "fix the YAML syntax there") from exc
+        hint = ("recipes are plain data: remove the !!python tag" if "python/" in problem
+                else "fix the YAML syntax there")
+        raise BertkitError(f"recipe {path} is not valid YAML{where}: {problem}", hint) from exc
     except UnicodeDecodeError as exc:
         raise BertkitError(f"recipe {path} is not UTF-8 text", "save the recipe as UTF-8") from exc
     if loaded is None:
@@ -182,6 +200,21 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def _suggest(key: str, valid: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _suggest_nested(key: str, top_level: typing.Iterable[str]) -> str:
+    """Like ``_suggest``, and also finds a top-level key that belongs in ``data:`` or ``training:``."""
+    found = _suggest(key, top_level)
+    if found:
+        return found
+    from transformers import TrainingArguments
+
+    for section, names in (("data", [f.name for f in dataclasses.fields(DataConfig)]),
+                           ("training", [f.name for f in dataclasses.fields(TrainingArguments) if f.init])):
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.8)
+        if close:
+            return f"; did you mean '{section}.{close[0]}'?"
+    return ""
 
 
 def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
@@ -303,7 +336,8 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
         elif expected is bool and not isinstance(value, bool):
             errors.append(f"'training.{key}' must be true or false, got {value!r}")
             continue
-        elif expected in (int, float) and value is not None and not isinstance(value, (int, float)):
+        elif expected in (int, float) and value is not None and (isinstance(value, bool)
+                                                                 or not isinstance(value, (int, float))):
             errors.append(f"'training.{key}' must be a number, got {value!r}")
             continue
         checked[key] = value
@@ -365,7 +399,7 @@ def from_dict(tree: dict[str, Any], source: str | None = None, for_training: boo
     training = _check_training(training_values, errors)
     for key in list(tree):
         if key not in TOP_LEVEL:
-            errors.append(f"unknown key '{key}'{_suggest(key, TOP_LEVEL | section_names | {'data', 'training'})}")
+            errors.append(f"unknown key '{key}'{_suggest_nested(key, TOP_LEVEL | section_names | {'data', 'training'})}")
             tree.pop(key)
     recipe = None
     if data is not None and options is not None and task in TASK_OPTIONS:

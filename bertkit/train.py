@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import hardware, models, outputs, tasks
+from bertkit import distributed, hardware, interrupt, models, outputs, tasks
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def log(message: str, *, every_rank: bool = False) -> None:
+    """A progress line on stderr; in a multi-process run only the main process prints, unless ``every_rank``."""
+    if every_rank or distributed.is_main_process():
+        print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Prepared:
     features: dict[str, Any] = field(default_factory=dict)
     lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    resumed_from_step: int | None = None  # set by run() when it continues from a checkpoint
+    before: dict[str, Any] = field(default_factory=dict)  # metrics of the starting model (task.before_training)
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(ds) for name, ds in self.raw.items()}
@@ -45,7 +49,7 @@ class Prepared:
 def prepare(recipe: Recipe) -> Prepared:
     """Load and check data, labels and tokenizer; tokenise every split (no model weights)."""
     task = tasks.get(recipe.task)
-    raw = data_mod.load(recipe.data, recipe.task)
+    raw = task.load_raw(recipe) if hasattr(task, "load_raw") else data_mod.load(recipe.data, recipe.task)
     if hasattr(task, "clean_split"):
         cleaned, dropped = {}, {}
         for split in raw:
@@ -103,6 +107,8 @@ def training_arguments(recipe: Recipe, work: Path, task: Any) -> Any:
     from transformers import TrainingArguments
 
     args = recipe.training_args()
+    for key, value in getattr(task, "TRAINING_DEFAULTS", {}).items():  # what the task needs, unless the recipe says
+        args[key] = recipe.training.get(key, value)
     metric, greater = task.best_metric(recipe)
     args.setdefault("metric_for_best_model", metric)
     args.setdefault("greater_is_better", greater)
@@ -116,6 +122,9 @@ def training_arguments(recipe: Recipe, work: Path, task: Any) -> Any:
     precision = hardware.resolve_precision(recipe.precision, on)
     if on == "cpu":
         args.setdefault("use_cpu", True)
+    # bertkit's task heads use every parameter, so DDP can skip its per-step search for unused ones
+    # (a model that leaves some unused fails loudly; training.ddp_find_unused_parameters=true fixes it).
+    args.setdefault("ddp_find_unused_parameters", False)
     try:
         return TrainingArguments(output_dir=str(work), bf16=precision == "bf16", fp16=precision == "fp16", **args)
     except ValueError as exc:
@@ -129,49 +138,98 @@ def _loss_with_class_weights(weights: list[float]) -> Any:
     def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
         logits = outputs["logits"]
         w = torch.tensor(weights, dtype=logits.dtype, device=logits.device)
-        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), weight=w)
+        logits, labels = logits.view(-1, logits.shape[-1]), labels.view(-1)
+        if num_items_in_batch is None:  # evaluation: the weighted mean over this batch
+            return torch.nn.functional.cross_entropy(logits, labels, weight=w)
+        # Training: the Trainer passes the example count of the whole optimizer step (every process,
+        # every accumulated micro-batch), then neither divides by accumulation nor undoes its
+        # multiplication by the process count; a sum over that count is what fits.
+        return torch.nn.functional.cross_entropy(logits, labels, weight=w, reduction="sum") / num_items_in_batch
 
     return loss
 
 
 def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, command: str = "") -> dict[str, Any]:
-    """Train, evaluate and write the output directory; return the metrics."""
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
+    """Train, evaluate and write the output directory; return the metrics.
+
+    Ctrl-C or SIGTERM while training writes a checkpoint and raises ``interrupt.Interrupted`` with
+    the command that resumes (``bertkit.interrupt``). Any other failure before the first checkpoint
+    removes the staging directory, so nothing half-written is left behind.
+    """
+    resume = resume or recipe.resume
+    work = outputs.staging_dir(recipe.output_dir)
+    with interrupt.Guard() as guard:
+        try:
+            return _run(recipe, guard, overwrite=overwrite, resume=resume, command=command)
+        except KeyboardInterrupt:
+            failure: BaseException = guard.interrupted(work, command)
+        except (OSError, RuntimeError, BertkitError) as exc:  # a full disk, whoever noticed it first
+            failure = outputs.write_error(work, exc, interrupt.resume_command(command)) \
+                if outputs.is_write_failure(exc) else exc
+        except BaseException as exc:
+            failure = exc
+        if not resume and distributed.is_main_process() and interrupt.last_complete_checkpoint(work) is None:
+            outputs.discard(work)
+        raise failure
+
+
+def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str) -> dict[str, Any]:
+    from transformers import EarlyStoppingCallback, set_seed
+
+    Trainer = interrupt.trainer_class()  # noqa: N806 - the stock Trainer, resumable batch order
 
     # Until publish(), everything goes to the staging directory: an interrupted run leaves it for
-    # --resume and never leaves anything at output_dir that looks like a finished model.
-    work = outputs.prepare(recipe.output_dir, overwrite=overwrite, resume=resume)
+    # --resume and never leaves anything at output_dir that looks like a finished model. Under a
+    # launcher, placement() joins the process group first; the main process alone prepares the
+    # staging directory while the others wait for it.
+    work = outputs.staging_dir(recipe.output_dir)
+    args = training_arguments(recipe, work, tasks.get(recipe.task))
+    where = distributed.placement(args)
+    distributed.on_main(lambda: outputs.prepare(recipe.output_dir, overwrite=overwrite, resume=resume))
     set_seed(recipe.seed)
     p = prepare(recipe)
     for line in summary_lines(p):
         log(line)
     model = models.load_model(recipe.model, p.task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code, **p.spec.model_kwargs())
-    args = training_arguments(recipe, work, p.task)
-    log(f"device: {args.device.type}, precision: {hardware.resolve_precision(recipe.precision)}, effective batch: "
-        f"{args.per_device_train_batch_size} x {args.world_size} processes x {args.gradient_accumulation_steps} "
-        f"accumulation = {args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}")
+    # BERT-family heads average their loss over their own batch and ignore num_items_in_batch; as they
+    # take **kwargs the Trainer would assume otherwise, skip dividing by gradient accumulation and
+    # multiply by the process count: losses and gradients N times too large (N=2 on 2 processes).
+    model.accepts_loss_kwargs = False
     callbacks = [EarlyStoppingCallback(recipe.early_stopping_patience)] if recipe.early_stopping_patience else []
+    counter = distributed.batch_counter()
+    callbacks.append(counter)
+    callbacks += interrupt.callbacks(guard)
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))
     trainer = Trainer(model=model, args=args, train_dataset=p.features["train"],
                       eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
-                      data_collator=p.task.collator(p.tokenizer), compute_metrics=p.task.compute_metrics(p.spec, recipe),
+                      data_collator=p.task.collator(p.tokenizer, p.spec), compute_metrics=p.task.compute_metrics(p.spec, recipe),
                       callbacks=callbacks, compute_loss_func=loss_fn)
+    where["strategy"] = distributed.strategy(trainer)
+    log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
+        f"effective batch: {effective_batch(args)[1]}")
+    if hasattr(p.task, "before_training"):
+        p.before = p.task.before_training(p, trainer.model, trainer)
     started = time.perf_counter()
     checkpoint = _last_checkpoint(work) if resume else None
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if checkpoint:  # samples/s must count only the steps this process ran
+        p.resumed_from_step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    with guard.deferring():
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if guard.signum is not None:
+        raise guard.interrupted(work, command)
     train_seconds = time.perf_counter() - started
-    metrics = _finish(p, trainer, work, train_output, train_seconds, command)
-    outputs.publish(work, recipe.output_dir)
+    if where["processes"] > 1:
+        log(f"rank {distributed.rank()}/{where['processes']}: {counter.batches} training batches", every_rank=True)
+    metrics = _finish(p, trainer, work, train_output, train_seconds, command, where)
+    distributed.on_main(lambda: outputs.publish(work, recipe.output_dir))
     return metrics
 
 
 def _last_checkpoint(work: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(work))
+    found = interrupt.last_complete_checkpoint(work)
     if found is None:
         raise BertkitError(f"no checkpoint to resume from in {work}", "start the run again without --resume")
     return found
@@ -192,6 +250,8 @@ def padding_stats(trainer: Any, max_length: int) -> dict[str, Any]:
     """How much of one epoch's compute goes to padding with our batches vs. padding='max_length'.
 
     Re-collates one epoch of training batches (no forward pass) and counts attention-mask positions.
+    In a multi-process run every process counts its own share and the counts are summed: a collective,
+    so every process must call it.
     """
     real = padded = n = 0
     for batch in trainer.get_train_dataloader():
@@ -199,6 +259,7 @@ def padding_stats(trainer: Any, max_length: int) -> dict[str, Any]:
         real += int(mask.sum())
         padded += mask.numel()
         n += mask.shape[0]
+    real, padded, n = distributed.sum_over_processes([real, padded, n], trainer.args.device)
     if not padded:
         return {}
     return {"tokens_real": real, "tokens_padded": padded,
@@ -206,31 +267,58 @@ def padding_stats(trainer: Any, max_length: int) -> dict[str, Any]:
             "padding_fraction_if_max_length": round(1 - real / (n * max_length), 4)}
 
 
-def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str) -> dict[str, Any]:
-    recipe = p.recipe
+def effective_batch(args: Any) -> tuple[int, str]:
+    """The batch one optimizer step sees, and how it is made up."""
+    size = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    return size, (f"{args.per_device_train_batch_size} per device x {args.world_size} processes x "
+                  f"{args.gradient_accumulation_steps} accumulation = {size}")
+
+
+def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str,
+            where: dict[str, Any]) -> dict[str, Any]:
+    """Save, evaluate and write the staging directory; the metrics, on every process."""
+    # Every process takes part in saving (FSDP and DeepSpeed gather the weights; only the main
+    # process writes) and in counting padding; all the rest runs on the main process alone.
     trainer.save_model(str(work))
+    padding = padding_stats(trainer, p.recipe.max_length)
+    return distributed.on_main(lambda: _write_outputs(p, trainer, work, train_output, train_seconds, command, where,
+                                                      padding))
+
+
+def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str,
+                   where: dict[str, Any], padding: dict[str, Any]) -> dict[str, Any]:
+    recipe = p.recipe
     (work / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the settings
+    # The final numbers come from the model as saved, loaded as `bertkit evaluate` loads it, on the
+    # full splits: the same whatever wrapped it in training (DDP, FSDP shards, DeepSpeed) and with no
+    # sample counted twice.
+    model = models.load_model(str(work), p.task.model_class(), trust_remote_code=recipe.trust_remote_code)
+    model.to(trainer.args.device)
     batch = recipe.training_args().get("per_device_eval_batch_size", 64)
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {"before": p.before} if p.before else {}
     predictions: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}
     for split in ("validation", "test"):
         if split in p.features:
             log(f"evaluating {split}")
             # The last evaluated split (test when present) goes to predictions.jsonl.
-            metrics[split], predictions, artifacts = evaluate_split(p, trainer.model, split, batch)
+            metrics[split], predictions, artifacts = evaluate_split(p, model, split, batch)
     for name, content in artifacts.items():
         outputs.write_json(work / name, content)
     n_train = len(p.features["train"])
     epochs = float(recipe.training_args().get("num_train_epochs", 1))
+    size, makeup = effective_batch(trainer.args)
+    resumed = p.resumed_from_step
+    samples = n_train * epochs if resumed is None else max(trainer.state.global_step - resumed, 0) * size
     metrics["train"] = {
-        "loss": train_output.training_loss,
+        "loss": interrupt.mean_train_loss(trainer.state.log_history, train_output.training_loss),
         "seconds": round(train_seconds, 1),
-        "samples_per_second": round(n_train * epochs / max(train_seconds, 1e-9), 2),
+        "samples_per_second": round(samples / max(train_seconds, 1e-9), 2) if samples else None,
         "examples": n_train,
         "best_checkpoint_metric": trainer.state.best_metric,
     }
-    metrics["train"].update(padding_stats(trainer, recipe.max_length))
+    metrics["train"].update(padding)
+    metrics["train"].update(where, effective_batch_size=size)
     metrics["data"] = {"splits": p.split_sizes(), "dropped_empty": p.dropped, "lengths": p.lengths}
     metrics["evaluated_split"] = "test" if "test" in p.features else "validation"
     outputs.write_json(work / "metrics.json", metrics)
@@ -239,10 +327,8 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
     from bertkit import recipe as recipe_mod
 
     precision = hardware.resolve_precision(recipe.precision)
-    args = trainer.args
     recipe_mod.save(recipe, work / "recipe.yaml", notes=[
-        f"ran on {args.device.type} in {precision}; effective batch size "
-        f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps}"])
+        f"ran on {distributed.describe(where)} in {precision}; effective batch size {makeup}"])
     metric_name, _ = p.task.best_metric(recipe)
     outputs.plot_training(trainer.state.log_history, metric_name, work / "training_curves.png")
     evaluated = metrics.get(metrics["evaluated_split"], {})
@@ -253,7 +339,8 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
     card = outputs.model_card(recipe=recipe, model_desc=models.describe(recipe.model),
                               task_desc=getattr(p.task, "PIPELINE_TAG", recipe.task),
                               labels=getattr(p.spec, "labels", None), split_sizes=p.split_sizes(),
-                              metrics={k: metrics[k] for k in ("validation", "test") if k in metrics},
+                              metrics={**{f"{k} before training": v for k, v in p.before.items()},
+                                       **{k: metrics[k] for k in ("validation", "test") if k in metrics}},
                               lengths=p.lengths.get("train", {}), notes=notes,
                               command=command or f"bertkit finetune recipe.yaml")
     (work / "README.md").write_text(card, encoding="utf-8")

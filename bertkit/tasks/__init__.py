@@ -7,7 +7,7 @@ Every task module provides:
 - ``prepare(raw, recipe)``       check columns/labels on raw splits -> a task ``Spec`` (labels etc.)
 - ``spec_from_model(config, recipe)``  the same ``Spec`` recovered from a saved model's config
 - ``features(dataset, tokenizer, recipe, spec)``  tokenised ``Dataset`` + a length/truncation report
-- ``collator(tokenizer)``        batches padded dynamically
+- ``collator(tokenizer, spec)``  batches padded dynamically (and masked, for mlm)
 - ``compute_metrics(spec, recipe)``  the Trainer's per-evaluation metric function
 - ``infer(model, features, tokenizer, precision, batch_size, desc)``  raw model outputs for features,
                                  through ``bertkit.inference`` (whatever ``report`` needs)
@@ -19,7 +19,10 @@ Every task module provides:
 Optional: ``clean_split(dataset, recipe, split)`` (drop/refuse empty rows, check columns),
 ``stratify_labels(train, recipe)`` (labels to stratify the held-out validation split by),
 ``class_weights(spec)``, ``card_notes(recipe, spec)`` (lines for the model card), ``PIPELINE_TAG``,
-``artifacts(spec, recipe, outputs, raw)`` ({file name: JSON content} written beside predictions.jsonl).
+``artifacts(spec, recipe, outputs, raw)`` ({file name: JSON content} written beside predictions.jsonl),
+``load_raw(recipe)`` (read the splits itself instead of ``data.load``: mlm's streamed corpora),
+``TRAINING_DEFAULTS`` (TrainingArguments defaults the task needs; the recipe's ``training:`` still wins),
+``before_training(prepared, model, trainer)`` (metrics of the starting model, ``metrics.json["before"]``).
 
 Adding a task means adding one module and one line in ``TASKS``.
 """
@@ -33,6 +36,7 @@ _MODULES = {
     "classification": "bertkit.tasks.classification",
     "ner": "bertkit.tasks.ner",
     "qa": "bertkit.tasks.qa",
+    "mlm": "bertkit.tasks.mlm",
 }
 
 

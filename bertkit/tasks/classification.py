@@ -178,9 +178,11 @@ def prepare(raw: Any, recipe: Recipe) -> Spec:
                 class_counts={names[distinct.index(v)]: c for v, c in Counter(flat).items() if v in distinct})
     for split in raw:
         if split != "train":
+            source = None if recipe.data.dataset else getattr(recipe.data, split, None)
+            where = f"{split} data" + (f" {source}" if source else "")
             for i, v in enumerate(raw[split][recipe.data.label_column]):
                 for item in _as_list(v) if opts.problem_type == "multi_label" else [v]:
-                    spec.label_id(item, f"{split} data, row {i + 1}")
+                    spec.label_id(item, f"{where}, row {i + 1}")
     return spec
 
 
@@ -269,7 +271,7 @@ def length_report(full_lengths: list[int], max_length: int) -> dict[str, Any]:
     return {**stats, "truncated": truncated, "truncated_pct": pct}
 
 
-def collator(tokenizer: Any) -> Any:
+def collator(tokenizer: Any, spec: Any = None) -> Any:
     from transformers import DataCollatorWithPadding
 
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)

@@ -225,7 +225,10 @@ def prepare(raw: Any, recipe: Recipe) -> Spec:
     types: set[str] = set()
     source = None
     if forms["train"] == "words":
-        source = opts.tag_scheme if opts.tag_scheme != "auto" else ents.detect_scheme(raw["train"]["tags"])
+        try:
+            source = opts.tag_scheme if opts.tag_scheme != "auto" else ents.detect_scheme(raw["train"]["tags"])
+        except BertkitError as exc:
+            raise BertkitError(f"the train data: {exc.message}", exc.hint) from None
         for split, ds in raw.items():
             for n, tags in enumerate(ds["tags"]):
                 try:
@@ -531,7 +534,7 @@ def length_report(encoded: list[Encoded], recipe: Recipe, n_features: int, notes
     return {**report, **notes}
 
 
-def collator(tokenizer: Any) -> Any:
+def collator(tokenizer: Any, spec: Any = None) -> Any:
     from transformers import DataCollatorForTokenClassification
 
     return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8)

@@ -421,7 +421,7 @@ def _length_report(enc: Encoded, recipe: Recipe, lost: int) -> dict[str, Any]:
     return report
 
 
-def collator(tokenizer: Any) -> Any:
+def collator(tokenizer: Any, spec: Any = None) -> Any:
     """Dynamic padding of the model inputs; decoding columns are dropped if the Trainer kept them."""
     from transformers import DataCollatorWithPadding
 
