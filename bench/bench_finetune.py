@@ -68,17 +68,17 @@ def side_bertkit(args, paths: dict[str, Path], work: Path) -> dict:
         f"data.validation={paths['eval']}", "data.test=null", f"max_length={args.max_length}", f"seed={args.seed}",
         f"training.num_train_epochs={args.epochs}", f"training.per_device_train_batch_size={args.batch_size}",
         f"training.learning_rate={args.lr}", f"training.warmup_steps={args.warmup}", "training.eval_strategy=no",
-        "training.save_strategy=no", f"output_dir={work / 'model'}",
+        "training.save_strategy=no", f"output_dir={work}",
     ])
     metrics = train.run(recipe, overwrite=True)
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(work / "model"))
+    model = AutoModelForSequenceClassification.from_pretrained(str(work))
     t = metrics["train"]
     precision = hardware.resolve_precision(recipe.precision)
     return {"accuracy": metrics["validation"]["accuracy"], "train_seconds": t["seconds"],
             "padded_tokens": t["tokens_padded"] * args.epochs, "precision": precision,
-            "model_dir": str(work / "model"), "_model": model}
+            "model_dir": str(work), "_model": model}
 
 
 def side_baseline(args, paths: dict[str, Path], work: Path) -> dict:
@@ -117,7 +117,7 @@ def child(args) -> None:
     lengths = json.loads((Path(args.subset) / "lengths.json").read_text())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep) if args.keep and args.side == "bertkit" else Path(tmp)
+        work = Path(args.keep) if args.keep and args.side == "bertkit" else Path(tmp) / args.side
         result = (side_bertkit if args.side == "bertkit" else side_baseline)(args, paths, work)
         wall = time.perf_counter() - started
         model = result.pop("_model")

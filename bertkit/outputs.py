@@ -247,7 +247,7 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
     for split in ("train", "validation", "test"):
         where = getattr(data, split)
         if split in split_sizes:
-            origin = f" from `{where}`" if where else (" (held out from train, stratified)" if split == "validation" else "")
+            origin = f" from `{where}`" if where else (" (held out from train with the recipe's seed)" if split == "validation" else "")
             lines.append(f"- {split}: {split_sizes[split]} examples{origin}")
     if lengths:
         lines.append(f"- Tokens per training example: median {lengths.get('tokens_p50')}, 90th percentile "
