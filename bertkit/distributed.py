@@ -95,6 +95,23 @@ def on_main(fn: Callable[[], T]) -> T:
     return outcome[0]
 
 
+def shutdown() -> None:
+    """Leave the process group together and tear it down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed while still joinable, and
+    the process dies with SIGABRT ("terminate called without an active exception") after a run that
+    succeeded.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        if dist.get_world_size() > 1:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def sum_over_processes(values: list[int], device: Any) -> list[int]:
     """``values`` summed element-wise over all processes (a collective); unchanged on one process."""
     dist = _group()

@@ -225,6 +225,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
         log(f"rank {distributed.rank()}/{where['processes']}: {counter.batches} training batches", every_rank=True)
     metrics = _finish(p, trainer, work, train_output, train_seconds, command, where)
     distributed.on_main(lambda: outputs.publish(work, recipe.output_dir))
+    distributed.shutdown()
     return metrics
 
 
