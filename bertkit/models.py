@@ -120,6 +120,20 @@ def load_tokenizer(ref: str, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def attention_dropout_kwargs(ref: str, value: float | None) -> dict[str, Any]:
+    """``from_pretrained`` kwargs that set attention dropout, for configs that have it (BERT-style)."""
+    if value is None:
+        return {}
+    from transformers import AutoConfig
+
+    location, local_only = resolve(ref)
+    try:
+        config = AutoConfig.from_pretrained(location, local_files_only=local_only)
+    except (OSError, ValueError):  # e.g. a config that needs its own code: leave the model as it is
+        return {}
+    return {"attention_probs_dropout_prob": value} if hasattr(config, "attention_probs_dropout_prob") else {}
+
+
 def load_model(ref: str, model_class: Any, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                **kwargs: Any) -> Any:
     """Load ``model_class.from_pretrained`` with bertkit's safety and offline rules.

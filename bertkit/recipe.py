@@ -86,6 +86,10 @@ class Recipe:
     early_stopping_patience: int | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False  # allow loading .bin (pickle) weights; off because pickle runs code
+    # Attention-probability dropout while training. 0 lets PyTorch's fused attention kernel run on CPU
+    # (with dropout it falls back to the unfused path: 2.1x slower steps, MiniLM 16x384, bench/RESULTS.md);
+    # null keeps the model's own value (0.1 for BERT). Hidden-layer dropout is untouched.
+    attention_dropout: float | None = 0.0
     resume: bool = False  # continue from the last checkpoint in <output_dir>.partial (as --resume does)
     options: Any = None  # the task's options dataclass (the YAML section named after the task)
     training: dict[str, Any] = field(default_factory=dict)
@@ -350,6 +354,8 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
 def _check_ranges(recipe: Recipe, errors: list[str], for_training: bool) -> None:
     if recipe.max_length < 8:
         errors.append(f"'max_length' must be at least 8, got {recipe.max_length}")
+    if recipe.attention_dropout is not None and not 0 <= recipe.attention_dropout < 1:
+        errors.append(f"'attention_dropout' must be at least 0 and below 1 (or null), got {recipe.attention_dropout}")
     if not 0 < recipe.data.validation_size < 1:
         errors.append(f"'data.validation_size' must be between 0 and 1, got {recipe.data.validation_size}")
     for key in ("max_train_samples", "max_eval_samples"):

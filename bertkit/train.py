@@ -191,7 +191,8 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     for line in summary_lines(p):
         log(line)
     model = models.load_model(recipe.model, p.task.model_class(), allow_pickle=recipe.allow_pickle,
-                              trust_remote_code=recipe.trust_remote_code, **p.spec.model_kwargs())
+                              trust_remote_code=recipe.trust_remote_code, **p.spec.model_kwargs(),
+                              **models.attention_dropout_kwargs(recipe.model, recipe.attention_dropout))
     # BERT-family heads average their loss over their own batch and ignore num_items_in_batch; as they
     # take **kwargs the Trainer would assume otherwise, skip dividing by gradient accumulation and
     # multiply by the process count: losses and gradients N times too large (N=2 on 2 processes).

@@ -101,3 +101,10 @@ def test_saved_recipe_loads_back_identically(tmp_path: Path) -> None:
     recipe_mod.save(recipe, tmp_path / "saved.yaml", notes=["ran on cpu"])
     again = recipe_mod.load(tmp_path / "saved.yaml")
     assert again.to_dict() == recipe.to_dict()
+
+
+def test_attention_dropout_defaults_to_zero_and_is_range_checked(tmp_path: Path) -> None:
+    assert recipe_mod.load(write(tmp_path, BASE)).attention_dropout == 0.0
+    assert recipe_mod.load(write(tmp_path, BASE), ["attention_dropout=null"]).attention_dropout is None
+    with pytest.raises(BertkitError, match="'attention_dropout' must be at least 0"):
+        recipe_mod.load(write(tmp_path, BASE), ["attention_dropout=1.5"])
