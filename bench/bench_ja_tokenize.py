@@ -33,18 +33,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 
 from bertkit.build import build_tokenizer, read_corpus  # noqa: E402
 from bertkit.japanese import _fast_path_for, align_batch  # noqa: E402
-
-SOURCES = [
-    "ja_sentiment/train.jsonl",
-    "ja_ner/train.jsonl",
-    "ja_ner/valid.jsonl",
-    "jsquad/train.json",
-    "ja_medical/case_reports.txt",
-]
-
 
 def timed(fn) -> tuple[float, object]:
     """Seconds for fn(), including a collection of the young objects it left to the collector.
@@ -77,9 +71,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    corpus = [os.path.join(args.data, s) for s in SOURCES if os.path.exists(os.path.join(args.data, s))]
-    if not corpus:
-        sys.exit(f"no Japanese data under {args.data}")
+    corpus = common.japanese_files(args.data)
     texts = list(read_corpus(corpus))[: args.limit or None]
     with tempfile.TemporaryDirectory() as tmp:
         path = args.tokenizer or build_tokenizer(corpus, "ja", args.vocab_size, tmp, mecab_dic=args.mecab_dic)

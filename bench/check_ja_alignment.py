@@ -34,25 +34,12 @@ from collections import Counter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 
 from bertkit.build import build_tokenizer, read_corpus  # noqa: E402
 from bertkit.japanese import align_batch  # noqa: E402
-
-SOURCES = [
-    "ja_sentiment/train.jsonl",
-    "ja_ner/train.jsonl",
-    "ja_ner/valid.jsonl",
-    "jsquad/train.json",
-    "ja_medical/case_reports.txt",
-]
-
-
-def japanese_lines(data: str) -> list[str]:
-    paths = [os.path.join(data, s) for s in SOURCES if os.path.exists(os.path.join(data, s))]
-    if not paths:
-        sys.exit(f"no Japanese data under {data}")
-    return list(read_corpus(paths))
-
 
 def is_exact(tok, added: set[str], text: str, token: str, start: int, end: int) -> bool:
     """Is the original slice exactly what the token came from? (independent of bertkit.japanese)
@@ -115,11 +102,11 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    lines = japanese_lines(args.data)
+    corpus = common.japanese_files(args.data)
+    lines = list(read_corpus(corpus))
     if args.limit:
         lines = lines[: args.limit]
     dics = ["unidic_lite"] + (["ipadic"] if importlib.util.find_spec("ipadic") else [])
-    corpus = [os.path.join(args.data, s) for s in SOURCES if os.path.exists(os.path.join(args.data, s))]
     report = {"lines": len(lines), "tokenizers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for dic in dics:

@@ -24,6 +24,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Every real Japanese text in ../shared/data: sentiment, NER (train + valid), JSQuAD, medical reports.
+JAPANESE_SOURCES = [
+    "ja_sentiment/train.jsonl",
+    "ja_ner/train.jsonl",
+    "ja_ner/valid.jsonl",
+    "jsquad/train.json",
+    "ja_medical/case_reports.txt",
+]
+
+
+def japanese_files(data_dir: str | Path) -> list[str]:
+    """The Japanese source files present under ``data_dir`` (exits when there are none)."""
+    paths = [str(Path(data_dir) / s) for s in JAPANESE_SOURCES if (Path(data_dir) / s).exists()]
+    if not paths:
+        sys.exit(f"no Japanese data under {data_dir}")
+    return paths
+
+
 def imdb_subset(data_dir: Path, n_train: int, n_eval: int, seed: int, out: Path) -> dict[str, Path]:
     """A fixed, seeded, label-balanced draw from imdb/train.jsonl, written as train/eval JSONL files."""
     source = Path(data_dir) / "imdb" / "train.jsonl"
