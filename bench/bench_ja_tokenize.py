@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from bertkit.build import build_tokenizer, read_corpus  # noqa: E402
-from bertkit.japanese import _fast_path_for, align_batch  # noqa: E402
+from bertkit import mecab_pool  # noqa: E402
+from bertkit.japanese import _fast_path_for, align_batch, token_ids_batch  # noqa: E402
 
 def timed(fn) -> tuple[float, object]:
     """Seconds for fn(), including a collection of the young objects it left to the collector.
@@ -77,7 +78,10 @@ def main() -> None:
         path = args.tokenizer or build_tokenizer(corpus, "ja", args.vocab_size, tmp, mecab_dic=args.mecab_dic)
         load = lambda: AutoTokenizer.from_pretrained(path)  # noqa: E731
         tok = load()
-        align_batch(load(), texts[:50])  # one-off set-up (dictionaries, tables) outside the timing
+        # One-off set-up outside the timing: dictionaries, tables, and the MeCab helper processes
+        # (started by the first big batch of the process; timed apart, like loading a tokenizer).
+        align_batch(load(), texts[:50])
+        helpers_start, _ = timed(lambda: token_ids_batch(load(), texts[:3000]))
 
         def per_text():
             return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -85,7 +89,19 @@ def main() -> None:
         def batched():
             return [ids for i in range(0, len(texts), 1000) for ids in tok(texts[i : i + 1000], add_special_tokens=False)["input_ids"]]
 
-        runs = {"per_text": [], "batched": [], "setup": [], "fast_cold": [], "fast_warm": [], "slow_alignment": []}
+        def one_process(fn):
+            """fn() with the MeCab helpers turned off: what one core does."""
+            old = os.environ.get(mecab_pool.WORKERS_ENV)
+            os.environ[mecab_pool.WORKERS_ENV] = "0"
+            try:
+                return fn()
+            finally:
+                if old is None:
+                    del os.environ[mecab_pool.WORKERS_ENV]
+                else:
+                    os.environ[mecab_pool.WORKERS_ENV] = old
+
+        runs = {k: [] for k in ("per_text", "batched", "setup", "ids_cold", "fast_cold", "fast_warm", "ids_cold_1", "fast_cold_1", "slow_alignment")}
         for _ in range(args.repeat):
             runs["per_text"].append(timed(per_text))
             runs["batched"].append(timed(batched))
@@ -93,14 +109,26 @@ def main() -> None:
             runs["setup"].append(timed(lambda: _fast_path_for(fresh)))
             runs["fast_cold"].append(timed(lambda: align_batch(fresh, texts)))
             runs["fast_warm"].append(timed(lambda: align_batch(fresh, texts)))
+            fresh = load()
+            _fast_path_for(fresh)
+            runs["ids_cold"].append(timed(lambda: token_ids_batch(fresh, texts)))
+            fresh = load()
+            _fast_path_for(fresh)
+            runs["ids_cold_1"].append(timed(lambda: one_process(lambda: token_ids_batch(fresh, texts))))
+            fresh = load()
+            _fast_path_for(fresh)
+            runs["fast_cold_1"].append(timed(lambda: one_process(lambda: align_batch(fresh, texts))))
         runs["slow_alignment"].append(timed(lambda: align_batch(tok, texts, method="slow")))
 
     setup = best(runs.pop("setup"))[0]
     seconds = {k: best(v)[0] for k, v in runs.items()}
     reference = best(runs["per_text"])[1]
-    fast_ids = [a.input_ids for a in best(runs["fast_cold"])[1]]
-    if fast_ids != reference:
-        sys.exit("fast path ids differ from BertJapaneseTokenizer: not benchmarking a wrong answer")
+    for key in ("fast_cold", "fast_cold_1"):
+        if [a.input_ids for a in best(runs[key])[1]] != reference:
+            sys.exit("fast path ids differ from BertJapaneseTokenizer: not benchmarking a wrong answer")
+    for key in ("ids_cold", "ids_cold_1"):
+        if best(runs[key])[1] != reference:
+            sys.exit("fast path ids differ from BertJapaneseTokenizer: not benchmarking a wrong answer")
     n_tokens = sum(map(len, reference))
     baseline = min(seconds["per_text"], seconds["batched"])
     report = {
@@ -108,28 +136,39 @@ def main() -> None:
         "lines": len(texts),
         "tokens": n_tokens,
         "chars": sum(map(len, texts)),
+        "mecab_helpers": mecab_pool.configured_workers(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "seconds": seconds,
         "lines_per_s": {k: len(texts) / s for k, s in seconds.items()},
         "tokens_per_s": {k: n_tokens / s for k, s in seconds.items()},
-        "speedup_cold": baseline / seconds["fast_cold"],
-        "speedup_warm": baseline / seconds["fast_warm"],
+        "speedup": {k: baseline / seconds[k] for k in ("ids_cold", "fast_cold", "fast_warm", "ids_cold_1", "fast_cold_1")},
         "fast_setup_seconds": setup,
+        "first_call_with_helper_start_seconds": helpers_start,
     }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     print(f"tokenizer: {report['tokenizer']}")
-    print(f"{len(texts)} lines, {report['chars']} characters, {n_tokens} tokens; best of {args.repeat}")
+    print(f"{len(texts)} lines, {report['chars']} characters, {n_tokens} tokens; best of {args.repeat}; "
+          f"{report['cpus']} CPUs, {report['mecab_helpers']} MeCab helper processes")
     names = {
-        "per_text": "BertJapaneseTokenizer, per text",
-        "batched": "BertJapaneseTokenizer, batches of 1000",
-        "fast_cold": "bertkit fast path, cold cache (+offsets)",
-        "fast_warm": "bertkit fast path, warm cache (+offsets)",
-        "slow_alignment": "bertkit slow alignment (+offsets)",
+        "per_text": "BertJapaneseTokenizer, per text (ids)",
+        "batched": "BertJapaneseTokenizer, batches of 1000 (ids)",
+        "ids_cold": "bertkit fast path, ids (cold cache)",
+        "fast_cold": "bertkit fast path, ids+offsets+word ids (cold)",
+        "fast_warm": "bertkit fast path, ids+offsets+word ids (warm)",
+        "ids_cold_1": "  same, one process: ids (cold)",
+        "fast_cold_1": "  same, one process: ids+offsets+word ids (cold)",
+        "slow_alignment": "bertkit slow alignment (ids+offsets+word ids)",
     }
     for key, name in names.items():
-        print(f"  {name:42s} {report['lines_per_s'][key]:9.0f} lines/s {report['tokens_per_s'][key]:10.0f} tokens/s")
-    print(f"  fast path one-off set-up (tagger, WordPiece table, self-check): {setup:.3f} s")
-    print(f"speed-up vs the faster BertJapaneseTokenizer call: {report['speedup_cold']:.2f}x cold, {report['speedup_warm']:.2f}x warm")
+        ratio = f"{report['speedup'][key]:6.2f}x" if key in report["speedup"] else ""
+        print(f"  {name:48s} {report['lines_per_s'][key]:8.0f} lines/s {report['tokens_per_s'][key]:9.0f} tokens/s {ratio}")
+    print(f"  fast path one-off set-up (tagger, WordPiece table, self-check): {setup:.3f} s; "
+          f"first 3,000 lines of a process incl. starting the helpers: {helpers_start:.3f} s")
+    sp = report["speedup"]
+    print(f"speed-up vs the faster BertJapaneseTokenizer call (cold cache): ids {sp['ids_cold']:.2f}x, "
+          f"ids+offsets+word ids {sp['fast_cold']:.2f}x; one process: {sp['ids_cold_1']:.2f}x, {sp['fast_cold_1']:.2f}x")
 
 
 if __name__ == "__main__":

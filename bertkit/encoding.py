@@ -24,9 +24,9 @@ def token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []
     if is_japanese(tokenizer):
-        from bertkit.japanese import align_batch
+        from bertkit.japanese import token_ids_batch
 
-        return [a.input_ids for a in align_batch(tokenizer, texts)]
+        return token_ids_batch(tokenizer, texts)
     return tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
 

@@ -79,6 +79,29 @@ def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Al
     """``align`` for many texts; the fast path parses each text once and batches the WordPiece."""
     if getattr(tokenizer, "is_fast", False):
         return _align_native(tokenizer, texts)
+    fast = _japanese_fast_path(tokenizer, method)
+    if fast is None:
+        return [_slow_align(tokenizer, text) for text in texts]
+    results = fast.align_batch(texts)
+    return [r if r is not None else _slow_align(tokenizer, t) for r, t in zip(results, texts)]
+
+
+def token_ids_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    """The ids of ``align_batch`` alone (no offsets or word ids built): what classification needs.
+
+    Equal to ``tokenizer(text, add_special_tokens=False)["input_ids"]`` for every text.
+    """
+    if getattr(tokenizer, "is_fast", False):
+        return tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    fast = _japanese_fast_path(tokenizer, "auto")
+    if fast is None:
+        return [_slow_align(tokenizer, text).input_ids for text in texts]
+    results = fast.align_batch(texts, ids_only=True)
+    return [r if r is not None else _slow_align(tokenizer, t).input_ids for r, t in zip(results, texts)]
+
+
+def _japanese_fast_path(tokenizer, method: str) -> _FastPath | None:
+    """The fast path for this BertJapaneseTokenizer (None: use the slow alignment), after the checks."""
     if not is_japanese_tokenizer(tokenizer):
         raise BertkitError(
             f"{type(tokenizer).__name__} is a slow tokenizer: token offsets are not available for it.",
@@ -89,16 +112,12 @@ def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Al
     if method not in ("auto", "fast", "slow"):
         raise BertkitError(f"unknown alignment method {method!r}", hint="use auto, fast or slow")
     fast = None if method == "slow" else _fast_path_for(tokenizer)
-    if fast is None:
-        if method == "fast":
-            raise BertkitError(
-                "the fast path is not available for this tokenizer configuration",
-                hint="it needs word_tokenizer_type=mecab and subword_tokenizer_type=wordpiece; "
-                "use method='auto'",
-            )
-        return [_slow_align(tokenizer, text) for text in texts]
-    results = fast.align_batch(texts)
-    return [r if r is not None else _slow_align(tokenizer, t) for r, t in zip(results, texts)]
+    if fast is None and method == "fast":
+        raise BertkitError(
+            "the fast path is not available for this tokenizer configuration",
+            hint="it needs word_tokenizer_type=mecab and subword_tokenizer_type=wordpiece; use method='auto'",
+        )
+    return fast
 
 
 def word_spans(tokenizer, text: str) -> list[tuple[int, int]]:
@@ -560,7 +579,8 @@ class _FastPath:
 
         wt, st = tok.word_tokenizer, tok.subword_tokenizer
         self.tok = weakref.proxy(tok)  # the cache holds us; do not keep the tokenizer alive
-        self.tagger = fugashi.GenericTagger(_mecab_option(tok.mecab_kwargs or {}) + " -Owakati")
+        self.option = _mecab_option(tok.mecab_kwargs or {}) + " -Owakati"
+        self.tagger = fugashi.GenericTagger(self.option)
         self.normalize = wt.normalize_text
         self.lower = wt.do_lower_case
         self.never_split = set(wt.never_split) | set(tok.all_special_tokens)
@@ -614,66 +634,80 @@ class _FastPath:
             return None
         return fast
 
-    def align_batch(self, texts: list[str]) -> list[Aligned | None]:
-        """Aligned per text, or None where only the slow alignment can be exact."""
-        out: list[Aligned | None] = []
+    def align_batch(self, texts: list[str], *, ids_only: bool = False) -> list:
+        """Aligned (or, with ``ids_only``, just the ids) per text; None where only the slow
+        alignment can be exact.
+
+        Texts are cut at added tokens into pieces, the pieces parsed by MeCab chunk by chunk (in
+        helper processes for a big batch, see ``bertkit.mecab_pool``), and each chunk's tokens
+        assembled as soon as its parse is back.
+        """
+        from bertkit import mecab_pool
+
+        out: list = []
+        assemble = self._assemble_ids if ids_only else self._assemble
         with _gc_paused():
-            for i in range(0, len(texts), self._CHUNK):
-                plans = [self._plan(t) for t in texts[i : i + self._CHUNK]]
+            layouts = [self._layout(t) for t in texts]
+            bounds = range(0, len(texts), self._CHUNK)
+            chunks = [
+                [item[0] for lay in layouts[i : i + self._CHUNK] if lay for item in lay if item[0] is not None]
+                for i in bounds
+            ]
+            parses = mecab_pool.parse_chunks(self.tagger, self.option, self.normalize, chunks)
+            for i, parsed in zip(bounds, parses):
+                answers = iter(parsed)
+                plans = [self._plan(t, lay, answers) for t, lay in zip(texts[i : i + self._CHUNK], layouts[i : i + self._CHUNK])]
                 words = chain.from_iterable(part[0] for p in plans if p for part in p if part[0])
                 self._fill_cache(set(words).difference(self.ids_of))
-                out += [self._assemble(p) if p is not None else None for p in plans]
+                out += [assemble(p) if p is not None else None for p in plans]
         return out
 
-    def _plan(self, text: str):
-        """A list of ``_words`` parts and (None, id, span) added tokens, or None to go slow."""
+    def _layout(self, text: str):
+        """The text cut at added tokens: ``(piece, start)`` for MeCab, ``(None, id, span)`` for an
+        added token; None when the text needs the slow path."""
         if "\x00" in text:  # MeCab segments differently around NUL in node and string mode
             return None
         if self.added_re is None or not self.added_re.search(text):
-            part = self._words(text, 0)
-            return None if part is None else [part]
+            return [(text, 0)]
         if not self.added_simple:
             return None
-        plan, pos = [], 0
+        layout, pos = [], 0
         for m in self.added_re.finditer(text):
             if pos < m.start():
-                part = self._words(text[pos : m.start()], pos)
-                if part is None:
-                    return None
-                plan.append(part)
-            plan.append((None, self.tok.convert_tokens_to_ids(m.group()), m.span()))
+                layout.append((text[pos : m.start()], pos))
+            layout.append((None, self.tok.convert_tokens_to_ids(m.group()), m.span()))
             pos = m.end()
         if pos < len(text):
-            part = self._words(text[pos:], pos)
-            if part is None:
+            layout.append((text[pos:], pos))
+        return layout
+
+    def _plan(self, text: str, layout, answers):
+        """A list of ``_words`` parts and added tokens, or None to go slow (``answers`` holds the
+        MeCab parse of each piece of the layout, in order)."""
+        if layout is None:
+            return None
+        plan = []
+        for item in layout:
+            if item[0] is None:
+                plan.append(item)
+                continue
+            norm, placed = next(answers)
+            part = self._words(item[0], item[1], norm, placed)
+            if part is None:  # keep consuming this text's answers: the next text's follow
+                for rest in layout[len(plan) + 1 :]:
+                    if rest[0] is not None:
+                        next(answers)
                 return None
             plan.append(part)
         return plan
 
-    def _words(self, text: str, base: int):
-        """(words, norm map, base, lead, starts) for one piece; None if the words cannot be placed.
-
-        When the words spell the normalised piece without gaps (after ``lead`` whitespace), their
-        tokens partition it and ``starts`` is None; otherwise ``starts`` holds each word's start.
-        """
-        norm = _nfkc(text) if self.normalize else text
-        nmap = None if norm == text else _NormMap.build(text, norm)
-        # fugashi strips the output; whitespace inside a word is a WordPiece split anyway.
-        words = self.tagger.parse(norm).split()
-        joined = "".join(words)
-        if joined == norm:
-            return (words, nmap, base, 0, None)
-        stripped = norm.lstrip()
-        if joined == stripped.rstrip():
-            return (words, nmap, base, len(norm) - len(stripped), None)
-        starts, pos = [], 0
-        for w in words:
-            at = norm.find(w, pos)
-            if at < 0 or (at > pos and not norm[pos:at].isspace()):
-                return None
-            starts.append(at)
-            pos = at + len(w)
-        return (words, nmap, base, 0, starts)
+    def _words(self, text: str, base: int, norm: str | None, placed):
+        """(words, norm map, base, lead, starts) for one piece, from its NFKC (None: unchanged)
+        and its placed MeCab words (``mecab_pool.place_words``); None if they could not be placed."""
+        if placed is None:
+            return None
+        words, lead, starts = placed
+        return (words, None if norm is None else _NormMap.build(text, norm), base, lead, starts)
 
     def _fill_cache(self, missing: set[str]) -> None:
         """WordPiece the words not seen before (a vocabulary word is one token, no search)."""
@@ -694,18 +728,23 @@ class _FastPath:
 
     def _store(self, word: str, low: str, back, pieces: list[tuple[int, str]]) -> None:
         """Cache a word's WordPiece pieces in the shapes ``_assemble`` reads with C-level loops."""
-        ids = tuple(self.id_fix.get(i, i) for i, _ in pieces)
+        fix = self.id_fix
+        ids = tuple(fix.get(i, i) for i, _ in pieces) if fix else tuple(i for i, _ in pieces)
+        self.ids_of[word] = ids
         if len(pieces) == 1 and pieces[0][1] == self.unk:
-            offsets = ((0, len(low)),)  # the whole word is unknown
+            sizes = [len(low)]  # the whole word is unknown
         else:
             sizes = [len(v) - 2 if k else len(v) for k, (_, v) in enumerate(pieces)]  # "##" prefix
-            edges = list(accumulate(sizes, initial=0))
-            if edges[-1] != len(low):
+            if sum(sizes) != len(low):
                 raise RuntimeError(f"WordPiece pieces {pieces} do not spell {low!r}")
-            offsets = tuple(zip(edges, edges[1:]))
-        if back is not None:  # lower-casing changed the length: back to the word's characters
-            offsets = tuple((back[a][0], back[b - 1][1]) for a, b in offsets)
-        self.ids_of[word] = ids
+        if back is None:  # the usual case: the tokens tile the word
+            self.lens_of[word] = tuple(sizes)
+            if len(ids) == 1:
+                self.single[word] = ids[0]
+            return
+        # Lower-casing changed the length: map the spans back to the word's characters.
+        edges = list(accumulate(sizes, initial=0))
+        offsets = tuple((back[a][0], back[b - 1][1]) for a, b in zip(edges, edges[1:]))
         tiles = offsets[0][0] == 0 and offsets[-1][1] == len(word)
         if tiles and all(x[1] == y[0] for x, y in zip(offsets, offsets[1:])):
             self.lens_of[word] = tuple(b - a for a, b in offsets)
@@ -732,6 +771,18 @@ class _FastPath:
         if len(low) == len(word):
             return low, None
         return low, _Tracked.of(word).map(str.lower).spans
+
+    def _assemble_ids(self, plan) -> list[int]:
+        """Only the ids of ``_assemble``: what classification and embeddings need."""
+        if len(plan) == 1 and plan[0][0] is not None:  # no added tokens in the text
+            return list(chain.from_iterable(map(self.ids_of.__getitem__, plan[0][0])))
+        ids: list[int] = []
+        for part in plan:
+            if part[0] is None:  # an added token
+                ids.append(part[1])
+            else:
+                ids += chain.from_iterable(map(self.ids_of.__getitem__, part[0]))
+        return ids
 
     def _assemble(self, plan) -> Aligned:
         """Concatenate cached words: the hot loop of the module, kept to C-level loops."""

@@ -194,6 +194,7 @@ def test_fast_path_equals_slow(tokenizers, name, text):
     tok = tokenizers[name]
     fast = align(tok, text, method="fast")
     assert fast == align(tok, text, method="slow")
+    assert japanese.token_ids_batch(tok, [text]) == [fast.input_ids]
     _check_alignment(tok, text, fast)
 
 
@@ -360,3 +361,59 @@ def test_unsupported_config_is_refused(vocab_file):
     tok.subword_tokenizer_type = "sentencepiece"
     with pytest.raises(BertkitError, match="not implemented"):
         align(tok, "東京")
+
+
+# --- helper processes for big batches (bertkit.mecab_pool) ---------------------------------------
+
+
+def _mixed_texts() -> list[str]:
+    """Every fast-path trap, added tokens and NUL (slow path) among ordinary text, many times over."""
+    base = list(japanese._SELF_CHECK) + ["東京都の研究者は[SEP]データを[MASK]分析", "ＡＢＣ㈱ の 株式会社\tです"] + WORDS
+    return [f"{t}{i % 7}" if i % 3 else t for i, t in enumerate(base * 12)]
+
+
+@pytest.fixture
+def helpers_on(monkeypatch):
+    """Helpers for every batch, however small; the helpers are closed afterwards."""
+    from bertkit import mecab_pool
+
+    monkeypatch.setattr(mecab_pool, "MIN_CHARS", 0)
+    monkeypatch.setenv(mecab_pool.WORKERS_ENV, "2")
+    yield mecab_pool
+    mecab_pool.shutdown()
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CONFIGS))
+def test_helper_processes_give_the_in_process_answers(tokenizers, helpers_on, monkeypatch, name):
+    if name not in tokenizers:
+        pytest.skip(f"{name} is not installed")
+    tok = tokenizers[name]
+    texts = _mixed_texts()
+    with_helpers = align_batch(tok, texts)
+    ids_with_helpers = japanese.token_ids_batch(tok, texts)
+    assert helpers_on._POOLS, "the batch did not go through helper processes"
+    monkeypatch.setenv(helpers_on.WORKERS_ENV, "0")
+    assert with_helpers == align_batch(tok, texts)
+    assert with_helpers == [japanese._slow_align(tok, t) for t in texts]
+    assert ids_with_helpers == [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def test_failed_helpers_fall_back_to_this_process(ja, helpers_on, monkeypatch, caplog):
+    monkeypatch.setattr(helpers_on, "_HELPER_CODE", "import sys; sys.exit(3)")
+    texts = _mixed_texts()
+    with caplog.at_level("WARNING", logger="bertkit.mecab_pool"):
+        got = japanese.token_ids_batch(ja, texts)
+    assert got == [ja(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert "failed" in caplog.text and not helpers_on._POOLS
+
+
+def test_helper_count_setting(monkeypatch):
+    from bertkit import mecab_pool
+
+    monkeypatch.setenv(mecab_pool.WORKERS_ENV, "3")
+    assert mecab_pool.configured_workers() == 3
+    monkeypatch.setenv(mecab_pool.WORKERS_ENV, "many")
+    assert mecab_pool.configured_workers() == 0
+    monkeypatch.delenv(mecab_pool.WORKERS_ENV)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert mecab_pool.configured_workers() == 0  # each process of a multi-process run has its core

@@ -1,0 +1,264 @@
+"""Run MeCab in helper processes for large batches, while this process assembles the tokens.
+
+MeCab is the biggest part of the Japanese fast path's time, and fugashi holds the GIL while it
+parses, so threads do not help; helper processes do. ``parse_chunks`` takes the text pieces of a
+batch in chunks and yields, for every chunk in order, ``(normalised piece or None if unchanged,
+MeCab wakati output)`` per piece. On a big enough batch with helpers allowed, the helpers parse
+chunks k+1, k+2, ... while the caller builds tokens from chunk k; otherwise the parse happens here.
+Either way the answer is the same: helpers run the same MeCab options and the same NFKC.
+
+A helper is a plain ``python -c`` child that imports only this module and fugashi: no
+multiprocessing, whose spawn and forkserver children re-import the user's main script (running
+an unguarded script a second time), and whose fork copies a process that may hold CUDA or OpenMP
+state. It reads pickled lists of pieces on stdin and writes pickled answers on its own copy of
+stdout (its fd 1 is pointed at stderr, so nothing printed there can corrupt the stream). It
+ignores Ctrl-C (the parent decides) and exits when its stdin closes, which happens at the
+parent's exit, or when the parent dies.
+
+Configuration: ``BERTKIT_JA_WORKERS=N`` sets the number of helpers (0 turns them off). The default
+is one per usable CPU up to 4, and none inside a multi-process run (``WORLD_SIZE`` > 1), where
+each process already has its core. Batches under ``MIN_CHARS`` characters stay in-process: the
+round trip would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import unicodedata
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+WORKERS_ENV = "BERTKIT_JA_WORKERS"
+MIN_CHARS = 50_000  # below this a batch is parsed in-process
+
+Placed = tuple[list[str], int, "list[int] | None"]
+Parsed = list[tuple["str | None", str]]
+
+_HELPER_CODE = "import sys; from bertkit.mecab_pool import _helper_main; _helper_main(sys.argv[1], sys.argv[2] == '1')"
+
+
+def parse_here(tagger, normalize: bool, pieces: list[str]) -> Parsed:
+    """The parse of ``pieces`` in this process, in the shape the helpers answer."""
+    out = []
+    for piece in pieces:
+        norm = unicodedata.normalize("NFKC", piece) if normalize else piece
+        out.append((None if norm == piece else norm, tagger.parse(norm)))
+    return out
+
+
+def placed(pieces: list[str], parsed: Parsed) -> list:
+    """``parse_here`` answers with each piece's words placed (``place_words``)."""
+    return [(norm, place_words(piece if norm is None else norm, out)) for piece, (norm, out) in zip(pieces, parsed)]
+
+
+def place_words(norm: str, parsed: str) -> Placed | None:
+    """MeCab's words (wakati output ``parsed``) placed in the normalised piece ``norm``.
+
+    ``(words, lead, None)`` when the words spell ``norm`` without gaps after ``lead`` whitespace
+    (their tokens then tile it), ``(words, 0, starts)`` with each word's start otherwise, None when
+    a word cannot be found in order (the slow alignment takes the text).
+    """
+    words = parsed.split()  # fugashi strips the output; whitespace inside a word splits anyway
+    joined = "".join(words)
+    if joined == norm:
+        return (words, 0, None)
+    stripped = norm.lstrip()
+    if joined == stripped.rstrip():
+        return (words, len(norm) - len(stripped), None)
+    starts, pos = [], 0
+    for w in words:
+        at = norm.find(w, pos)
+        if at < 0 or (at > pos and not norm[pos:at].isspace()):
+            return None
+        starts.append(at)
+        pos = at + len(w)
+    return (words, 0, starts)
+
+
+def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]]) -> Iterator[Parsed]:
+    """The parse of every chunk, in order; through helpers when they pay, else with ``tagger``."""
+    helpers = None
+    if sum(len(p) for chunk in chunks for p in chunk) >= MIN_CHARS:
+        helpers = _helpers_for(option, normalize)
+    done = 0
+    if helpers is not None:
+        try:
+            for chunk, parsed in zip(chunks, helpers.map(chunks)):
+                yield placed(chunk, parsed)
+                done += 1
+            return
+        except _HelperFailed as err:
+            log.warning("bertkit: MeCab helper processes failed (%s); parsing in this process", err)
+            _drop(option, normalize)
+    for chunk in chunks[done:]:
+        yield placed(chunk, parse_here(tagger, normalize, chunk))
+
+
+def configured_workers() -> int:
+    """How many helpers to use: ``BERTKIT_JA_WORKERS``, else one per usable CPU (at most 4)."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            log.warning("bertkit: %s=%r is not a number; using no MeCab helpers", WORKERS_ENV, raw)
+            return 0
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4) if cpus > 1 else 0
+
+
+class _HelperFailed(RuntimeError):
+    pass
+
+
+class _Helpers:
+    """A few helper processes, each fed by its own writer thread (so no pipe can fill up and stall)."""
+
+    def __init__(self, option: str, normalize: bool, n: int):
+        env = dict(os.environ)
+        # Import bertkit from where this process did, installed or not.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _HELPER_CODE, option, "1" if normalize else "0"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(n)
+        ]
+        self.inboxes: list[queue.Queue] = [queue.Queue() for _ in self.procs]
+        self.writers = [
+            threading.Thread(target=self._write, args=(p, q), daemon=True, name="bertkit-mecab-writer")
+            for p, q in zip(self.procs, self.inboxes)
+        ]
+        for w in self.writers:
+            w.start()
+
+    @staticmethod
+    def _write(proc: subprocess.Popen, inbox: queue.Queue) -> None:
+        while (chunk := inbox.get()) is not None:
+            try:
+                pickle.dump(chunk, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return  # the reader sees the helper gone
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    def map(self, chunks: list[list[str]]) -> Iterator[Parsed]:
+        """Send all chunks round-robin, then read the answers back in order.
+
+        Every answer must be read before the helpers can serve another batch; a caller that stops
+        early (an exception while it uses an answer) leaves them out of step, so they are closed.
+        """
+        n = len(self.procs)
+        for i, chunk in enumerate(chunks):
+            self.inboxes[i % n].put(chunk)
+        read = 0
+        try:
+            for i, chunk in enumerate(chunks):
+                try:
+                    parsed = pickle.load(self.procs[i % n].stdout)
+                except (EOFError, OSError, pickle.UnpicklingError) as err:
+                    raise _HelperFailed(f"helper {i % n} stopped answering: {err!r}") from err
+                if len(parsed) != len(chunk):
+                    raise _HelperFailed(f"helper {i % n} answered {len(parsed)} pieces for {len(chunk)}")
+                read += 1
+                yield parsed
+        finally:
+            if read != len(chunks):
+                self.close()
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs) and all(w.is_alive() for w in self.writers)
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put(None)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+_POOLS: dict[tuple[str, bool], _Helpers | None] = {}
+_LOCK = threading.Lock()
+
+
+def _helpers_for(option: str, normalize: bool) -> _Helpers | None:
+    """The running helpers for these options, started on first use; None when there are to be none."""
+    n = configured_workers()
+    if n == 0:
+        return None
+    key = (option, normalize)
+    with _LOCK:
+        helpers = _POOLS.get(key)
+        if helpers is not None and (len(helpers.procs) != n or not helpers.alive()):
+            helpers.close()
+            helpers = None
+        if helpers is None:
+            try:
+                helpers = _Helpers(option, normalize, n)
+            except OSError as err:
+                log.warning("bertkit: could not start MeCab helper processes (%s); parsing in this process", err)
+                return None
+            _POOLS[key] = helpers
+        return helpers
+
+
+def _drop(option: str, normalize: bool) -> None:
+    with _LOCK:
+        helpers = _POOLS.pop((option, normalize), None)
+    if helpers is not None:
+        helpers.close()
+
+
+@atexit.register
+def shutdown() -> None:
+    """Close every helper (each exits when its stdin closes)."""
+    with _LOCK:
+        pools = [h for h in _POOLS.values() if h is not None]
+        _POOLS.clear()
+    for helpers in pools:
+        helpers.close()
+
+
+def _helper_main(option: str, normalize: bool) -> None:
+    """The helper's loop: pieces in, parses out, until stdin closes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed from here on goes to stderr, not into the answers
+    import fugashi
+
+    tagger = fugashi.GenericTagger(option)
+    stdin = sys.stdin.buffer
+    while True:
+        try:
+            pieces = pickle.load(stdin)
+        except EOFError:
+            return
+        pickle.dump(parse_here(tagger, normalize, pieces), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
