@@ -35,29 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 8) -> float:
-    """FLOP/s of a large square matmul in this process and dtype (the practical ceiling)."""
-    import torch
-
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    started = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - started)
-
-
-def model_flops(model, lengths: list[int], epochs: float) -> float:
-    """Training FLOPs on real tokens: 6 N T for the weights plus attention's two seq x seq matmuls."""
-    cfg = model.config
-    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    tokens = sum(lengths)
-    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * sum(x * x for x in lengths)
-    return epochs * (6 * n * tokens + attention)
-
-
 def side_bertkit(args, paths: dict[str, Path], work: Path) -> dict:
     from bertkit import hardware
     from bertkit import recipe as recipe_mod
@@ -123,8 +100,8 @@ def child(args) -> None:
         model = result.pop("_model")
         n_train = len(lengths)
         real = sum(lengths) * args.epochs
-        flops = model_flops(model, lengths, args.epochs)
-        peak = matmul_peak(result["precision"])
+        flops = args.epochs * common.model_flops(model, lengths, passes=3)
+        peak = common.matmul_peak(result["precision"])
     result.update({
         "wall_seconds": round(wall, 1),
         "train_samples_per_s": round(n_train * args.epochs / result["train_seconds"], 3),

@@ -14,7 +14,9 @@ DIR is a fine-tuned classifier (``bench/run_all.py`` passes the one ``bench_fine
   see the same 512 tokens of each review.
 
 Timed per side: from loading the model to the last prediction, in a fresh process. Label agreement
-is the share of texts both give the same label.
+is the share of texts both give the same label. Utilisation is the model's FLOP/s on the real
+(unpadded, truncated) tokens over the matmul peak measured in that process in the dtype it ran in;
+the ratio of the two peaks (bf16 / fp32) is what bf16 alone can buy at equal utilisation.
 """
 
 from __future__ import annotations
@@ -58,8 +60,27 @@ def child(args) -> None:
         started = time.perf_counter()
         labels = (side_bertkit if args.side == "bertkit" else side_baseline)(args, texts_file, Path(tmp))
         seconds = time.perf_counter() - started
-    common.write_result(args.result, {"seconds": round(seconds, 2), "texts_per_s": round(n / seconds, 2),
-                                      "texts": n, "labels": labels})
+    result = {"seconds": round(seconds, 2), "texts_per_s": round(n / seconds, 2), "texts": n, "labels": labels}
+    result.update(utilisation(args, texts_file, seconds))
+    common.write_result(args.result, result)
+
+
+def utilisation(args, texts_file: Path, seconds: float) -> dict:
+    """Model FLOP/s on the real tokens both sides see, over this process's matmul peak in its dtype."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertkit.hardware import resolve_precision
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    texts = [row["text"] for row in common.read_jsonl(texts_file)]
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
+    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir)
+    precision = resolve_precision("auto", "cpu") if args.side == "bertkit" else "fp32"
+    flops = common.model_flops(model, lengths, passes=1)
+    peak = common.matmul_peak(precision)
+    return {"precision": precision, "real_tokens_per_s": round(sum(lengths) / seconds, 1),
+            "model_tflops": round(flops / seconds / 1e12, 4), "matmul_peak_tflops": round(peak / 1e12, 4),
+            "utilisation": round(flops / seconds / peak, 4)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,7 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"benchmark": "inference", "machine": common.machine(), "model_dir": args.model_dir, "texts": len(rows),
               "results": results, "label_agreement": round(agreement, 4), "ratios": {"texts_per_s": round(speedup, 2)}}
     print(common.table(f"inference: {len(rows)} IMDb reviews, model {args.model_dir}",
-                       [("seconds", "time (s)"), ("texts_per_s", "texts/s"), ("peak_rss_mib", "peak RSS (MiB)")],
+                       [("seconds", "time (s)"), ("texts_per_s", "texts/s"), ("real_tokens_per_s", "real tokens/s"),
+                        ("peak_rss_mib", "peak RSS (MiB)"), ("precision", "precision"),
+                        ("model_tflops", "model TFLOP/s (real tokens)"), ("matmul_peak_tflops", "matmul peak TFLOP/s"),
+                        ("utilisation", "utilisation (model / peak)")],
                        results["bertkit"], results["baseline"], {}))
     print(f"  speed-up (texts/s): {speedup:.2f}x; label agreement: {100 * agreement:.2f} %")
     if args.json:

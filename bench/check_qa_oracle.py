@@ -2,8 +2,12 @@
 
 For every question, the first gold answer is labelled in every window of its context (the labels
 training uses) and decoded back through the same offsets code that turns predictions into text
-(``bertkit.tasks.qa.span_chars``). A perfect pipeline gets the gold text back exactly; the misses
-show where an answer boundary falls inside a token (the ceiling on exact match for that tokenizer).
+(``bertkit.tasks.qa.span_chars``). A perfect pipeline gets the gold text back exactly. A question
+whose answer starts or ends inside a token has its context tokenised in pieces cut at the answer
+(``bertkit.tasks.boundaries``), as training does; how many needed it is printed ("cut"), since on raw
+text, with no gold to cut at, those answers are the tokenizer's ceiling on exact match. Gold answers
+whose text is not the context at their answer_start are data errors, counted apart ("inconsistent");
+any miss left is printed with its reason.
 
     python bench/check_qa_oracle.py [--data-dir ../shared/data] [--max-length 384] [--doc-stride 128]
 
@@ -38,9 +42,10 @@ def run(name: str, tokenizer, path: Path, settings: list[tuple[int, int]]) -> No
         print(f"{name} (max_length={max_length}, doc_stride={doc_stride}): {result['questions']} questions, "
               f"{result['windows']} windows; exact in every window holding the answer: {result['exact_pct']} %; "
               f"exact over (question, window) pairs: {result['windows_exact_pct']} % of {result['window_pairs']}; "
-              f"answer in no window: {result['in_no_window']}  [{seconds:.1f} s]")
+              f"answer in no window: {result['in_no_window']}; {result['cut']} contexts cut at the answer; "
+              f"{result['inconsistent']} gold answers inconsistent with their context  [{seconds:.1f} s]")
         for failure in result["failures"][:5]:
-            print(f"    gold {failure['gold']!r} -> decoded {failure['decoded']!r}")
+            print(f"    gold {failure['gold']!r} -> decoded {failure['decoded']!r} ({failure['why']})")
 
 
 def main() -> None:

@@ -110,6 +110,33 @@ def table(title: str, rows: list[tuple[str, str]], bertkit: dict[str, Any], base
     return "\n".join(lines)
 
 
+def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 8) -> float:
+    """FLOP/s of a large square matmul in this process and dtype (the practical ceiling)."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - started)
+
+
+def model_flops(model: Any, lengths: list[int], passes: int) -> float:
+    """FLOPs of running ``model`` over sequences of these (real, unpadded) lengths.
+
+    Per pass: 2 x non-embedding parameters x tokens for the weights, plus attention's two
+    seq x seq matmuls (4 x layers x hidden x length^2 per sequence). Inference is 1 pass,
+    training 3 (forward, and a backward that costs two).
+    """
+    cfg = model.config
+    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+    attention = 4 * cfg.num_hidden_layers * cfg.hidden_size * sum(x * x for x in lengths)
+    return passes * (2 * n * sum(lengths) + attention)
+
+
 def machine() -> dict[str, Any]:
     import platform
 

@@ -4,6 +4,11 @@ Examples are sorted by length before batching so each batch pads only to its own
 (far less wasted compute than padding every input to ``max_length``), run without autograd in the
 chosen precision, and returned in the original order.
 
+bf16 on a CPU runs the model on bf16 copies of its weights (``torch.func.functional_call``; the
+model itself is left in fp32, so a model that is saved afterwards is not rounded) instead of under
+autocast: autocast keeps layer norms and residual additions in fp32 and casts activations back and
+forth around every matrix multiply, and those copies were a fifth of the CPU time.
+
 What this does not do: tokenise (the task modules do) or interpret the outputs.
 """
 
@@ -59,13 +64,16 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
 
     on = next(model.parameters()).device.type
     model.eval()
+    weights = bf16_weights(model) if precision == "bf16" and on == "cpu" else None
+    if weights is not None:
+        precision = "fp32"  # no autocast on top of bf16 weights
     lengths = [len(r["input_ids"]) for r in rows]
     results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
     bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None, unit="ex")
     with torch.inference_mode(), autocast(precision, on):
         for idx in length_sorted_batches(lengths, batch_size, max_tokens):
             batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items()}
-            out = model(**batch)
+            out = model(**batch) if weights is None else torch.func.functional_call(model, weights, (), batch)
             for name in outputs:
                 value = out[name].float().cpu().numpy()
                 for j, i in enumerate(idx):
@@ -73,3 +81,11 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
             bar.update(len(idx))
     bar.close()
     return results
+
+
+def bf16_weights(model: Any) -> dict[str, Any]:
+    """bf16 copies of the model's floating-point parameters and buffers (the others as they are)."""
+    import torch
+
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    return {name: t.detach().to(torch.bfloat16) if t.is_floating_point() else t for name, t in state.items()}

@@ -4,12 +4,13 @@ entity F1 recounted from predictions.jsonl by hand."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -213,9 +214,9 @@ def test_span_problems_are_counted_not_hidden(tiny_en_model: Path) -> None:
     note = report["note_spans"]
     assert "1 are empty or outside the text" in note and "row 1 [21, 40)" in note
     assert "2 overlap an earlier entity" in note
-    assert "1 cut through a token" in note and "row 2 [15, 17) 'oo'" in note
-    assert ner.oracle(ds, tok, recipe, spec)["reproduced"] == 2  # anna and paris; the rest cannot come back
-    with pytest.raises(BertkitError, match="cut through a token"):
+    assert report["cut_examples"] == 1 and ": 1, tokenised in pieces" in report["note_cuts"]  # 'oo' is cut out of 'good'
+    assert ner.oracle(ds, tok, recipe, spec)["reproduced"] == 3  # anna, paris, 'oo'; the dropped two cannot come back
+    with pytest.raises(BertkitError, match="outside the text.*overlap an earlier entity"):
         ner.features(ds, tok, make_recipe({"bad_spans": "error"}), spec)
 
 
@@ -245,6 +246,106 @@ def test_english_conll_round_trip_through_labels(tiny_en_model: Path, tmp_path: 
         spec = ner.prepare(datasets.DatasetDict({"train": ds}), recipe)
         result = ner.oracle(ds, tokenizer_of(tiny_en_model), recipe, spec)
         assert result["reproduced"] == result["entities"] > 40, result["misses"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gold boundaries inside a token or a word: only those examples are tokenised in pieces
+
+
+def plain_ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def pieces_ids(tok, text: str, cuts: list[int]) -> list[int]:
+    """The ids of ``text`` cut at ``cuts``, each piece tokenised by the tokenizer itself."""
+    edges = [0, *cuts, len(text)]
+    return [i for a, b in zip(edges, edges[1:]) for i in plain_ids(tok, text[a:b])]
+
+
+def word_edges(meta: dict) -> set[int]:
+    """Every character position where a word of the example starts or ends."""
+    edges = set()
+    for w in set(meta["word_ids"]):
+        spans = [o for o, x in zip(meta["offsets"], meta["word_ids"]) if x == w]
+        edges |= {min(s for s, _ in spans), max(e for _, e in spans)}
+    return edges
+
+
+def check_cuts(tok, rows: list[dict], cut_rows: set[int]) -> None:
+    """The oracle gets every entity back; in training, the rows in ``cut_rows``, and only they, are
+    tokenised in pieces cut at every entity boundary, which are then word edges; validation and
+    prediction inputs stay plain (the rows that would need cuts are counted in a note)."""
+    import datasets
+
+    recipe = make_recipe(max_length=64)
+    ds = cleaned(rows, recipe)
+    spec = ner.prepare(datasets.DatasetDict({"train": ds}), recipe)
+    result = ner.oracle(ds, tok, recipe, spec)
+    assert result["reproduced"] == result["entities"] == sum(len(r["entities"]) for r in rows), result["misses"]
+    assert result["cut"] == len(cut_rows)
+    feats, report = ner.features(ds, tok, recipe, spec)
+    assert len(feats) == len(rows)  # one window each
+    assert "note_spans" not in report and report["cut_examples"] == len(cut_rows)
+    for n, (row, feat, meta) in enumerate(zip(rows, feats, metas(feats))):
+        text = row["text"]
+        inner = sorted({b for e in row["entities"] for b in e["span"] if 0 < b < len(text)})
+        expected = pieces_ids(tok, text, inner) if n in cut_rows else plain_ids(tok, text)
+        assert feat["input_ids"][1:-1] == expected, (n, text)
+        assert set(inner) <= word_edges(meta), (n, text)
+    raw, _ = ner.features(ds, tok, recipe, spec, with_labels=False)  # what predict does: no gold, no cuts
+    assert [f["input_ids"][1:-1] for f in raw] == [plain_ids(tok, r["text"]) for r in rows]
+    held_out, report = ner.features(ds, tok, recipe, spec, "validation")  # scored as predict reads it
+    assert [f["input_ids"][1:-1] for f in held_out] == [plain_ids(tok, r["text"]) for r in rows]
+    assert report.get("cut_examples", 0) == 0
+    assert (f": {len(cut_rows)};" in report.get("note_cuts", "")) == bool(cut_rows)
+
+
+def test_japanese_boundaries_inside_a_token_or_mecab_word_are_cut(tiny_ja_model: Path) -> None:
+    from bertkit.tasks import boundaries
+
+    tok = tokenizer_of(tiny_ja_model)
+    rows = [
+        {"text": "東京都に本社を置く株式会社です。", "entities": [{"span": [0, 1], "type": "地名"}]},  # 東 of the token 東京
+        {"text": "本業は好調です。", "entities": [{"span": [0, 1], "type": "法人名"}]},  # 本 of the word 本 ##業
+        {"text": "東大は好調です。", "entities": [{"span": [0, 1], "type": "地名"}, {"span": [1, 2], "type": "法人名"}]},
+        {"text": "次期駐日大使に指名する。", "entities": [{"span": [3, 4], "type": "地名"}]},  # 日 of the word 駐日
+        {"text": "田中さんは大阪で働いています。", "entities": [{"span": [0, 2], "type": "人名"},
+                                                      {"span": [5, 7], "type": "地名"}]},  # nothing to cut
+    ]
+    assert tok.tokenize(rows[0]["text"])[0] == "東京" and tok.tokenize(rows[1]["text"])[:2] == ["本", "##業"]
+    # Why every boundary is cut, not only the one inside a word: 日大使 alone is read 日大|使.
+    (only_start,) = boundaries.align_cut(tok, [rows[3]["text"]], [[3]])
+    assert 4 not in word_edges({"offsets": only_start.offsets, "word_ids": only_start.word_ids})
+    check_cuts(tok, rows, cut_rows={0, 1, 2, 3})
+
+
+def test_english_boundaries_inside_a_wordpiece_token_are_cut(tiny_en_model: Path) -> None:
+    tok = tokenizer_of(tiny_en_model)
+    text = "the film was wonderful and anna is in paris"
+    assert "wonderful" in tok.tokenize(text) and "##r" in tok.tokenize(text)
+    wonder, paris = text.index("wonder"), text.index("paris")
+    rows = [{"text": text, "entities": [{"span": [wonder, wonder + 6], "type": "MISC"},  # inside the token wonderful
+                                        {"span": [paris, paris + 3], "type": "LOC"}]},  # 'par' of p ##a ##r ##i ##s
+            {"text": "anna is in rome", "entities": [{"span": [0, 4], "type": "PER"}, {"span": [11, 15], "type": "LOC"}]}]
+    check_cuts(tok, rows, cut_rows={0})
+
+
+@functools.lru_cache(maxsize=None)
+def cached_tokenizer(path: Path):
+    return tokenizer_of(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(FILLER + PLACES + PEOPLE + ["wonderful", "lovely"]), min_size=1, max_size=10), st.data())
+def test_any_span_with_non_space_edges_comes_back(tiny_en_model: Path, words: list[str], data) -> None:
+    text = " ".join(words)
+    points = sorted(data.draw(st.sets(st.integers(1, len(text) - 1), max_size=6)) | {0, len(text)})
+    spans = [(a, b) for a, b in zip(points, points[1:]) if text[a:b].strip() == text[a:b] and data.draw(st.booleans())]
+    assume(spans)
+    # words are split on spaces only here: a boundary with a letter on both sides is inside a word
+    needs = any(0 < b < len(text) and text[b - 1] != " " != text[b] for span in spans for b in span)
+    rows = [{"text": text, "entities": [{"span": list(span), "type": "X"} for span in spans]}]
+    check_cuts(cached_tokenizer(tiny_en_model), rows, cut_rows={0} if needs else set())
 
 
 # ---------------------------------------------------------------------------------------------

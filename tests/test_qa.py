@@ -202,6 +202,83 @@ def test_oracle_round_trip_japanese(tiny_ja_model: Path) -> None:
         assert result["exact_pct"] == 100.0 and result["in_no_window"] == 0, result["failures"]
 
 
+def test_oracle_counts_data_errors_apart(tiny_en_model: Path) -> None:
+    tok = tokenizer_of(tiny_en_model)
+    context = "The film was wonderful. The book was lovely."
+    at = context.index("lovely")
+    good = {"question": "How was the book?", "context": context, "answers": {"text": ["lovely"], "answer_start": [at]}}
+    wrong = {**good, "answers": {"text": ["lovely"], "answer_start": [at - 7]}}  # the context there reads 'ok was'
+    result = qa.oracle(tok, [good, wrong], 64, 16)
+    assert (result["questions"], result["exact_pct"], result["inconsistent"]) == (1, 100.0, 1)
+    assert result["failures"] == [{"gold": "lovely", "decoded": "ok was", "why": "gold text is not the context at answer_start"}]
+    spaced = {**good, "answers": {"text": [" lovely"], "answer_start": [at - 1]}}  # consistent, but no token covers a space
+    result = qa.oracle(tok, [spaced], 64, 16)
+    assert (result["exact_pct"], result["inconsistent"]) == (0.0, 0)
+    assert result["failures"][0]["decoded"] == "lovely" and result["failures"][0]["why"].startswith("whitespace")
+
+
+def plain_ids(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def check_cuts(tok, rows: list[dict], cut_rows: set[int]) -> None:
+    """Every answer comes back; in training, the questions in ``cut_rows``, and only they, see their
+    context cut at the answer (each piece tokenised by the tokenizer itself); validation and predict
+    (no gold) read every context uncut."""
+    import datasets
+
+    result = qa.oracle(tok, rows, 64, 16)
+    assert result["exact_pct"] == 100.0 and result["in_no_window"] == 0, result["failures"]
+    assert result["cut"] == len(cut_rows) and result["inconsistent"] == 0
+    held_out, report = qa.features(datasets.Dataset.from_list(rows), tok, recipe_of(max_length=64), qa.Spec(), "validation")
+    assert report["cut_examples"] == 0 and "note_cuts" not in report
+    assert [f["input_ids"][f["context_start"]:-1] for f in held_out] == [plain_ids(tok, r["context"]) for r in rows]
+    feats, report = qa.features(datasets.Dataset.from_list(rows), tok, recipe_of(max_length=64), qa.Spec(), "train")
+    assert len(feats) == len(rows)  # one window each
+    assert report["cut_examples"] == len(cut_rows) and ("note_cuts" in report) == bool(cut_rows)
+    spans = [(r["answers"]["answer_start"][0], r["answers"]["answer_start"][0] + len(r["answers"]["text"][0])) for r in rows]
+    enc = qa.encode(tok, [r["question"] for r in rows], [r["context"] for r in rows], 64, 16, spans)  # as training
+    assert [w.input_ids for w in enc.windows] == list(feats["input_ids"])
+    for n, (row, w, (start, end)) in enumerate(zip(rows, enc.windows, spans)):
+        context = row["context"]
+        edges = [0, start, end, len(context)] if n in cut_rows else [0, len(context)]
+        expected = [i for a, b in zip(edges, edges[1:]) for i in plain_ids(tok, context[a:b])]
+        assert w.input_ids[w.context_start:-1] == expected, (n, context[start:end])
+        s_tok, e_tok = qa.label(w, qa.answer_tokens(enc.context_offsets[n], start, end))
+        a, b = qa.span_chars(w, s_tok, e_tok)
+        assert context[a:b] == context[start:end]  # the labels say exactly the gold answer
+    enc = qa.encode(tok, [r["question"] for r in rows], [r["context"] for r in rows], 64, 16)  # what predict does
+    assert enc.answers_cut == 0
+    assert [w.input_ids[w.context_start:-1] for w in enc.windows] == [plain_ids(tok, r["context"]) for r in rows]
+
+
+def qa_row(question: str, context: str, answer: str, after: str = "") -> dict:
+    start = context.index(after + answer) + len(after)
+    return {"id": question, "question": question, "context": context, "answers": {"text": [answer], "answer_start": [start]}}
+
+
+def test_answers_inside_a_wordpiece_token_are_cut_for_that_question_only(tiny_en_model: Path) -> None:
+    tok = tokenizer_of(tiny_en_model)
+    context = "The film was wonderful. The book was lovely. The cast was bad."
+    assert "wonderful" in tok.tokenize(context) and "lovely" in tok.tokenize(context)
+    rows = [qa_row("How was the book?", context, "lovely"),
+            qa_row("What was the film?", context, "wonder"),  # inside the token wonderful
+            qa_row("Who was bad?", context, "ast", after="c"),  # inside the token cast
+            qa_row("How was the cast?", context, "bad")]
+    check_cuts(tok, rows, cut_rows={1, 2})
+
+
+def test_answers_inside_a_japanese_token_are_cut_for_that_question_only(tiny_ja_model: Path) -> None:
+    tok = tokenizer_of(tiny_ja_model)
+    context = "東京都に本社を置く本業は好調です。次期駐日大使に指名する。"
+    assert tok.tokenize(context)[:2] == ["東京", "都"] and "##業" in tok.tokenize(context)
+    rows = [qa_row("どこ？", context, "東"),  # inside the token 東京
+            qa_row("何は好調？", context, "本", after="置く"),  # inside the MeCab word 本業 but a token edge: no cut
+            qa_row("どこの大使？", context, "日", after="駐"),  # inside the [UNK] token 駐日 (日大使 alone reads 日大|使)
+            qa_row("何を置く？", context, "本社")]
+    check_cuts(tok, rows, cut_rows={0, 2})
+
+
 def test_answer_layouts() -> None:
     assert qa.answer_pairs({"text": ["a", "b"], "answer_start": [1, 5]}) == [("a", 1), ("b", 5)]
     assert qa.answer_pairs([{"text": "a", "answer_start": 1}]) == [("a", 1)]

@@ -9,9 +9,13 @@ Two shapes of data (``clean_split`` brings every split to one of them):
   scheme the model learns (``ner.label_scheme``: IOB2 or BIOES).
 - **character spans** (``text`` + ``entities``: ``[{"span": [start, end], "type": ...}]``). The words
   are the tokenizer's own (``bertkit.japanese.align``: MeCab words for a Tohoku BERT, pre-tokenizer
-  words for a fast tokenizer); an entity labels the words of every token that overlaps it. Spans
-  that are out of range, overlap another, cut through a token or end inside a word are counted and
-  shown by ``validate`` (``note_*`` keys of the length report), never silently moved.
+  words for a fast tokenizer); an entity labels the words of every token that overlaps it. An
+  training example where an entity starts or ends inside a token or a word is tokenised again, cut
+  at its entity boundaries (``bertkit.tasks.boundaries``), so that its labels say exactly what the
+  gold says; ``note_cuts`` counts them. Evaluation and prediction read the text as it comes, so there
+  an entity boundary inside a token or word stays out of reach (the tokenizer's ceiling; counted). Spans that are out
+  of range, overlap another or cover no token are counted and shown by ``validate`` (``note_*``
+  keys of the length report), never silently moved.
 
 One label per word, on its first sub-token (``ner.label_all_tokens`` labels the others too, with B-
 turned into I-, as transformers' ``run_ner`` does). A sentence longer than ``max_length`` becomes
@@ -41,6 +45,7 @@ from bertkit import encoding
 from bertkit.errors import BertkitError
 from bertkit.metrics import entities as ents
 from bertkit.recipe import Recipe, register_task_options
+from bertkit.tasks import boundaries
 
 TAG_COLUMNS = ("tags", "ner_tags", "labels")  # looked for, in this order, when tags_column is not set
 
@@ -294,12 +299,19 @@ def encode_words(tokenizer: Any, sentences: list[list[str]]) -> list[Encoded]:
     return out
 
 
-def encode_texts(tokenizer: Any, texts: list[str]) -> list[Encoded]:
-    """Raw texts -> tokens with original-text offsets; the words are the tokenizer's words."""
+def encode_texts(tokenizer: Any, texts: list[str], cuts: list[list[int]] | None = None) -> list[Encoded]:
+    """Raw texts -> tokens with original-text offsets; the words are the tokenizer's words.
+
+    With ``cuts`` (per text, sorted character positions), each text is tokenised in pieces cut there
+    (``boundaries.align_cut``), so no token or word crosses a cut.
+    """
     from bertkit.japanese import align_batch
 
+    if not texts:
+        return []
+    aligned = boundaries.align_cut(tokenizer, texts, cuts) if cuts else align_batch(tokenizer, texts)
     out: list[Encoded] = []
-    for text, a in zip(texts, align_batch(tokenizer, texts) if texts else []):
+    for text, a in zip(texts, aligned):
         word_ids: list[int] = []
         remap: dict[Any, int] = {}
         for w in a.word_ids:  # renumber 0.., and give a token outside any word (-1) a word of its own
@@ -317,12 +329,10 @@ class _Problems:
         "out_of_range": "are empty or outside the text (dropped)",
         "overlap": "overlap an earlier entity (dropped)",
         "name_mismatch": "have a name that differs from the text at their span (the span is used)",
-        "cuts_token": "cut through a token (labelled as whole tokens, so they cannot be reproduced exactly)",
-        "inside_word": "start or end inside a word (labelled as whole words)",
         "no_token": "cover no token (whitespace only; not labelled)",
         "shares_word": "share a word with another entity (not labelled)",
     }
-    FATAL = ("out_of_range", "overlap", "name_mismatch", "cuts_token")
+    FATAL = ("out_of_range", "overlap", "name_mismatch")
 
     def __init__(self) -> None:
         self.count: Counter[str] = Counter()
@@ -341,12 +351,10 @@ class _Problems:
         return "entity spans: " + " | ".join(parts)
 
 
-def place_spans(enc: Encoded, text: str, entities: list[dict[str, Any]], scheme: str, problems: _Problems,
-                row: int) -> None:
-    """Set ``enc.word_tags`` from character spans, and ``enc.spans`` to the spans kept for scoring.
+def gold_spans(text: str, entities: list[dict[str, Any]], problems: _Problems, row: int) -> list[tuple[str, int, int]]:
+    """The gold spans kept for labelling and scoring, as (type, start, end) in text order.
 
-    An entity labels the words of the tokens overlapping it. Out-of-range and overlapping spans are
-    dropped; the others stay gold even when the words cannot express them exactly.
+    Out-of-range spans and spans overlapping an earlier one are dropped (and counted).
     """
     valid = []
     for e in entities:
@@ -366,8 +374,32 @@ def place_spans(enc: Encoded, text: str, entities: list[dict[str, Any]], scheme:
             continue
         kept.append((etype, s, t))
         reach = t
+    return kept
+
+
+def cut_at_boundaries(tokenizer: Any, encoded: list[Encoded], texts: list[str],
+                      spans: list[list[tuple[str, int, int]]], cut: bool = True) -> int:
+    """Tokenise again, in pieces cut at its gold boundaries (``boundaries.cuts``), every example where
+    a gold span starts or ends strictly inside a word (and so perhaps inside a token); the others keep
+    their tokens. Returns how many examples needed it; with ``cut=False`` they are only counted."""
+    cuts = [boundaries.cuts(boundaries.word_spans(enc.offsets or [], enc.word_ids),
+                            [b for _, s, t in kept for b in (s, t)], len(text))
+            for enc, text, kept in zip(encoded, texts, spans)]
+    redo = [i for i, at in enumerate(cuts) if at]
+    if cut:
+        for i, enc in zip(redo, encode_texts(tokenizer, [texts[i] for i in redo], [cuts[i] for i in redo])):
+            encoded[i] = enc
+    return len(redo)
+
+
+def place_spans(enc: Encoded, text: str, kept: list[tuple[str, int, int]], scheme: str, problems: _Problems,
+                row: int) -> None:
+    """Set ``enc.word_tags`` from the kept gold spans (``gold_spans``), and ``enc.spans`` to them.
+
+    An entity labels the words of the tokens overlapping it; once ``cut_at_boundaries`` has run,
+    those are exactly the words inside it.
+    """
     offsets = enc.offsets or []
-    first_tok, last_tok = _word_token_ranges(enc)
     word_entities, taken = [], -1
     for etype, s, t in kept:
         toks = [k for k, (a, b) in enumerate(offsets) if a < t and b > s and b > a]
@@ -375,27 +407,13 @@ def place_spans(enc: Encoded, text: str, entities: list[dict[str, Any]], scheme:
             problems.add("no_token", row, text, s, t)
             continue
         w0, w1 = enc.word_ids[toks[0]], enc.word_ids[toks[-1]]
-        if offsets[toks[0]][0] < s or offsets[toks[-1]][1] > t:
-            problems.add("cuts_token", row, text, s, t)
-        elif offsets[first_tok[w0]][0] < s or offsets[last_tok[w1]][1] > t:
-            problems.add("inside_word", row, text, s, t)
-        if w0 <= taken:
+        if w0 <= taken:  # cannot happen after the cuts unless a tokenizer's offsets go backwards
             problems.add("shares_word", row, text, s, t)
             continue
         word_entities.append((etype, w0, w1 + 1))
         taken = w1
     enc.word_tags = ents.entities_to_tags(enc.n_words, word_entities, scheme)
     enc.spans = kept
-
-
-def _word_token_ranges(enc: Encoded) -> tuple[dict[int, int], dict[int, int]]:
-    """word -> its first token, word -> its last token (words with tokens only)."""
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for k, w in enumerate(enc.word_ids):
-        first.setdefault(w, k)
-        last[w] = k
-    return first, last
 
 
 def windows(word_ids: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
@@ -483,6 +501,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
 
     opts = recipe.options
     notes: dict[str, str] = {}
+    cut_examples = None
     if _form(dataset) == "words":
         encoded = encode_words(tokenizer, list(dataset["tokens"]))
         if with_labels and "tags" in dataset.column_names:
@@ -501,26 +520,49 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
         texts = list(dataset["text"])
         encoded = encode_texts(tokenizer, texts)
         if with_labels:
-            problems = _Problems()
-            known = set(spec.types)
-            for row, (enc, text, entities) in enumerate(zip(encoded, texts, dataset["entities"])):
-                for e in entities:
-                    if e["type"] not in known:
-                        raise BertkitError(f"the {split} data, row {row + 1}: entity type {e['type']!r} is not one the "
-                                           f"model knows ({', '.join(spec.types[:20])})",
-                                           "fix the type, or retrain with it in the training data")
-                place_spans(enc, text, entities, spec.scheme, problems, row)
-            if opts.bad_spans == "error" and any(problems.count[k] for k in problems.FATAL):
-                raise BertkitError(f"the {split} data: " + problems.line(problems.FATAL),
-                                   "fix those spans, or set ner.bad_spans=report to count them and go on")
-            if problems.count:
-                notes["note_spans"] = problems.line()
+            cut_examples = _label_spans(encoded, texts, list(dataset["entities"]), tokenizer, spec, opts, split, notes)
     if with_labels and encoded and encoded[0].word_tags is not None:
         counts = Counter(e[0] for enc in encoded for e in ents.get_entities(enc.word_tags, spec.scheme))
         notes["note_entities"] = f"{sum(counts.values())} entities (" + ", ".join(
             f"{t} {c}" for t, c in counts.most_common(12)) + ")"
     rows = feature_rows(encoded, tokenizer, recipe, spec if with_labels else None)
-    return datasets.Dataset.from_list(rows), length_report(encoded, recipe, len(rows), notes)
+    report = length_report(encoded, recipe, len(rows), notes)
+    if cut_examples is not None:
+        report["cut_examples"] = cut_examples
+    return datasets.Dataset.from_list(rows), report
+
+
+def _label_spans(encoded: list[Encoded], texts: list[str], entities: list[list[dict[str, Any]]], tokenizer: Any,
+                 spec: Spec, opts: Options, split: str, notes: dict[str, str]) -> int:
+    """Check span data, cut the examples that need it (``cut_at_boundaries``) and set their word tags;
+    problems and cuts go into ``notes``. Returns how many examples were cut."""
+    problems = _Problems()
+    known = set(spec.types)
+    kept = []
+    for row, (text, row_entities) in enumerate(zip(texts, entities)):
+        for e in row_entities:
+            if e["type"] not in known:
+                raise BertkitError(f"the {split} data, row {row + 1}: entity type {e['type']!r} is not one the "
+                                   f"model knows ({', '.join(spec.types[:20])})",
+                                   "fix the type, or retrain with it in the training data")
+        kept.append(gold_spans(text, row_entities, problems, row))
+    cut = boundaries.applies(split)
+    n_cut = cut_at_boundaries(tokenizer, encoded, texts, kept, cut)
+    for row, (enc, text, spans) in enumerate(zip(encoded, texts, kept)):
+        place_spans(enc, text, spans, spec.scheme, problems, row)
+    if opts.bad_spans == "error" and any(problems.count[k] for k in problems.FATAL):
+        raise BertkitError(f"the {split} data: " + problems.line(problems.FATAL),
+                           "fix those spans, or set ner.bad_spans=report to count them and go on")
+    if problems.count:
+        notes["note_spans"] = problems.line()
+    if n_cut and cut:
+        notes["note_cuts"] = (f"examples with an entity starting or ending inside a token or word: {n_cut}, tokenised "
+                              "in pieces cut at their entity boundaries, so the labels are exact (prediction on raw "
+                              "text cannot split those tokens)")
+    elif n_cut:
+        notes["note_cuts"] = (f"examples with an entity starting or ending inside a token or word: {n_cut}; read as "
+                              "predict reads them, so those entities cannot come back exactly (the tokenizer's ceiling)")
+    return n_cut if cut else 0
 
 
 def length_report(encoded: list[Encoded], recipe: Recipe, n_features: int, notes: dict[str, str]) -> dict[str, Any]:
@@ -862,7 +904,8 @@ def oracle(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec) -> dict[str
 
     Each window gets one-hot scores from its own labels; the merged scores are decoded as predictions
     are. Returns how many gold entities (all of them, dropped spans included) come back exactly:
-    same type and same character span (span data) or word span (words with tags).
+    same type and same character span (span data) or word span (words with tags), and, for span
+    data, ``cut``: how many examples were tokenised in pieces so that their labels are exact.
     """
     feats, lengths = features(dataset, tokenizer, recipe, spec, "oracle")
     rows = list(feats)
@@ -893,5 +936,5 @@ def oracle(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec) -> dict[str
                 misses.append(f"row {n + 1}: {miss[0]} [{miss[1]}, {miss[2]}) {shown!r}")
     return {"entities": total, "reproduced": reproduced,
             "percent": round(100.0 * reproduced / total, 3) if total else 100.0,
-            "windowed": lengths["windowed"], "misses": misses,
+            "windowed": lengths["windowed"], "cut": lengths.get("cut_examples", 0), "misses": misses,
             "notes": {k: v for k, v in lengths.items() if k.startswith("note")}}

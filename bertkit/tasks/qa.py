@@ -10,6 +10,13 @@ from a normalised copy. A question keeps at most half the window (longer ones ar
 consecutive windows share at most half a window. A literal ``[SEP]`` inside a context (JSQuAD's title
 separator) becomes the ``[SEP]`` token, as in JGLUE's own fine-tuning, and is still context.
 
+Training labels are exact: when a training question's gold answer starts or ends inside a token
+(``8th`` in ``18th``), that question's context is tokenised in pieces cut at the answer's boundaries
+(``bertkit.tasks.boundaries``), so its start/end tokens decode to exactly the gold text; every other
+question keeps the alignment its context shares with the paragraph's other questions. Evaluation and
+``predict`` read contexts as they come, so there such an answer stays out of reach (the tokenizer's
+ceiling).
+
 Decoding an example looks at all its windows: the ``n_best`` best starts and ends of each window,
 inside the context only (never the question or a special token), end not before start, at most
 ``max_answer_length`` tokens; equal character spans from overlapping windows count once, with their
@@ -42,6 +49,7 @@ import numpy as np
 from bertkit import encoding
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe, register_task_options
+from bertkit.tasks import boundaries
 
 PIPELINE_TAG = "question-answering"
 # predict's own input check (evaluation.predict checks data.text_column for single-text tasks).
@@ -288,23 +296,28 @@ class Encoded:
     context_offsets: list[list[tuple[int, int]]]  # per example
     full_lengths: list[int]  # per example: question + context + 3 specials, uncut
     questions_cut: int = 0
+    answers_cut: int = 0  # examples whose context was tokenised in pieces cut at the answer's boundaries
 
 
-def encode(tokenizer: Any, questions: list[str], contexts: list[str], max_length: int, doc_stride: int) -> Encoded:
+def encode(tokenizer: Any, questions: list[str], contexts: list[str], max_length: int, doc_stride: int,
+           answers: list[tuple[int, int] | None] | None = None) -> Encoded:
     """Windows over each context (ids and offsets from ``bertkit.japanese.align``; no labels yet).
 
     The question keeps at most half of the room; a context window takes the rest. Consecutive
     windows share ``doc_stride`` tokens, or half a window when a long question leaves less room.
+    ``answers`` (per example, the character span its labels will mark, or None) makes those spans
+    token boundaries: see ``_cut_at_answers``.
     """
     from bertkit.japanese import align_batch
 
     unique = list(dict.fromkeys(contexts))  # SQuAD asks ~5 questions per paragraph: align each once
     by_text = {text: (a.input_ids, [tuple(o) for o in a.offsets]) for text, a in zip(unique, align_batch(tokenizer, unique))}
+    tokens = [by_text[context] for context in contexts]
+    answers_cut = _cut_at_answers(tokenizer, contexts, answers, tokens) if answers else 0
     question_ids = [a.input_ids for a in align_batch(tokenizer, questions)]
     room = max_length - encoding.n_specials(pair=True)
     windows, all_offsets, full_lengths, cut = [], [], [], 0
-    for i, (q, context) in enumerate(zip(question_ids, contexts)):
-        ids, offsets = by_text[context]
+    for i, (q, (ids, offsets)) in enumerate(zip(question_ids, tokens)):
         full_lengths.append(len(q) + len(ids) + 3)
         if len(q) > room // 2:
             q, cut = q[: room // 2], cut + 1
@@ -318,7 +331,20 @@ def encode(tokenizer: Any, questions: list[str], contexts: list[str], max_length
             if start + budget >= len(ids):
                 break
             start += step
-    return Encoded(windows, all_offsets, full_lengths, cut)
+    return Encoded(windows, all_offsets, full_lengths, cut, answers_cut)
+
+
+def _cut_at_answers(tokenizer: Any, contexts: list[str], answers: list[tuple[int, int] | None],
+                    tokens: list[tuple[list[int], list[tuple[int, int]]]]) -> int:
+    """Replace, in ``tokens`` (per example: context ids and offsets), the tokens of every example
+    whose answer starts or ends strictly inside a token by its context tokenised in pieces cut at
+    the answer's boundaries (``boundaries.cuts``). Returns how many examples were cut."""
+    cuts = [boundaries.cuts(offsets, span, len(context)) if span else []
+            for (_, offsets), context, span in zip(tokens, contexts, answers)]
+    redo = [i for i, at in enumerate(cuts) if at]
+    for i, a in zip(redo, boundaries.align_cut(tokenizer, [contexts[i] for i in redo], [cuts[i] for i in redo])):
+        tokens[i] = (a.input_ids, [tuple(o) for o in a.offsets])
+    return len(redo)
 
 
 def answer_tokens(offsets: list[tuple[int, int]], start_char: int, end_char: int) -> tuple[int, int] | None:
@@ -368,12 +394,13 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     spec.lang = _metric_lang(recipe, tokenizer)
     questions = [str(q).strip() for q in list(dataset[opts.question_column])]
     contexts = [str(c) for c in list(dataset[opts.context_column])]
-    enc = encode(tokenizer, questions, contexts, recipe.max_length, opts.doc_stride)
     golds = _split_golds(dataset, recipe) if with_labels else [[] for _ in contexts]
+    spans = [_first_span(g) for g in golds]
+    enc = encode(tokenizer, questions, contexts, recipe.max_length, opts.doc_stride,
+                 spans if boundaries.applies(split) else None)
     ids = list(dataset[opts.id_column]) if opts.id_column in dataset.column_names else [str(i) for i in range(len(dataset))]
     keep_meta = split != "train"
-    first_tokens = [answer_tokens(enc.context_offsets[i], g[0][1], g[0][1] + len(g[0][0])) if g else None
-                    for i, g in enumerate(golds)]
+    first_tokens = [answer_tokens(enc.context_offsets[i], *span) if span else None for i, span in enumerate(spans)]
     rows, seen, located = [], set(), set()
     for w in enc.windows:
         row: dict[str, Any] = {"input_ids": w.input_ids, "token_type_ids": w.token_type_ids,
@@ -399,6 +426,11 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     return feats, _length_report(enc, recipe, lost)
 
 
+def _first_span(golds: list[tuple[str, int]]) -> tuple[int, int] | None:
+    """Character span of the first gold answer, the one the labels mark (None: no answer)."""
+    return (golds[0][1], golds[0][1] + len(golds[0][0])) if golds else None
+
+
 def _split_golds(dataset: Any, recipe: Recipe) -> list[list[tuple[str, int]]]:
     opts = recipe.options
     answers = list(dataset[opts.answers_column]) if opts.answers_column in dataset.column_names else [None] * len(dataset)
@@ -416,6 +448,11 @@ def _length_report(enc: Encoded, recipe: Recipe, lost: int) -> dict[str, Any]:
     }
     if enc.questions_cut:
         report["note_questions"] = f"{enc.questions_cut} questions cut to half of max_length"
+    report["cut_examples"] = enc.answers_cut
+    if enc.answers_cut:
+        report["note_cuts"] = (f"questions whose gold answer starts or ends inside a token: {enc.answers_cut}, their "
+                               "contexts tokenised in pieces cut at the answer, so the labels are exact (prediction "
+                               "on raw text cannot split those tokens)")
     if lost:
         report["note_answers"] = f"{lost} gold answers fit in no window (longer than a window; labelled [CLS])"
     return report
@@ -655,27 +692,40 @@ def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: 
 
 
 def oracle(tokenizer: Any, examples: list[dict[str, Any]], max_length: int, doc_stride: int) -> dict[str, Any]:
-    """Label each example's first gold answer in every window, decode the labels back through
-    ``span_chars`` and count how often the text comes back exactly.
+    """Label each example's first gold answer in every window, as ``features`` does (cuts at the
+    answer's boundaries included), decode the labels back through ``span_chars`` and count how often
+    the text comes back exactly.
 
-    ``examples`` are rows with ``question``, ``context`` and ``answers``. Returns counts and
-    percentages: ``exact_pct`` over questions (exact in every window holding the answer),
-    ``windows_exact_pct`` over (question, window) pairs, ``in_no_window`` and a few ``failures``.
+    ``examples`` are raw rows with ``question``, ``context`` and ``answers`` (not checked by
+    ``clean_split``). A gold answer whose text is not the context at its ``answer_start`` is a data
+    error: counted in ``inconsistent`` (with a few ``failures``) and left out of the percentages.
+    Returns counts and percentages: ``exact_pct`` over the other answered questions (exact in every
+    window holding the answer), ``windows_exact_pct`` over (question, window) pairs, ``in_no_window``,
+    ``cut`` (contexts tokenised in pieces) and a few ``failures``, each with why it failed.
     """
-    enc = encode(tokenizer, [str(e["question"]).strip() for e in examples], [str(e["context"]) for e in examples],
-                 max_length, doc_stride)
+    contexts = [str(e["context"]) for e in examples]
     golds = [_golds(e["answers"], e.get("is_impossible")) for e in examples]
+    spans = [_first_span(g) for g in golds]
+    consistent = [span is not None and contexts[i][span[0]:span[1]] == golds[i][0][0] for i, span in enumerate(spans)]
+    enc = encode(tokenizer, [str(e["question"]).strip() for e in examples], contexts, max_length, doc_stride,
+                 [span if ok else None for span, ok in zip(spans, consistent)])
     by_example: dict[int, list[Window]] = {}
     for w in enc.windows:
         by_example.setdefault(w.example, []).append(w)
-    asked = exact = pairs = pairs_exact = no_window = 0
+    asked = exact = pairs = pairs_exact = no_window = inconsistent = 0
     failures = []
     for i, gold in enumerate(golds):
         if not gold:
             continue
-        asked += 1
         text, start = gold[0]
-        tokens = answer_tokens(enc.context_offsets[i], start, start + len(text))
+        if not consistent[i]:
+            inconsistent += 1
+            if len(failures) < 10:
+                failures.append({"gold": text, "decoded": contexts[i][start:start + len(text)],
+                                 "why": "gold text is not the context at answer_start"})
+            continue
+        asked += 1
+        tokens = answer_tokens(enc.context_offsets[i], *spans[i])
         ok, found = True, False
         for w in by_example[i]:
             s, e = label(w, tokens)
@@ -684,14 +734,25 @@ def oracle(tokenizer: Any, examples: list[dict[str, Any]], max_length: int, doc_
             found = True
             pairs += 1
             a, b = span_chars(w, s, e)
-            got = examples[i]["context"][a:b]
+            got = contexts[i][a:b]
             pairs_exact += got == text
             if got != text:
                 ok = False
                 if len(failures) < 10:
-                    failures.append({"gold": text, "decoded": got})
+                    why = _why(contexts[i], text, enc.context_offsets[i], spans[i])
+                    failures.append({"gold": text, "decoded": got, "why": why})
         no_window += not found
         exact += ok and found
     return {"questions": asked, "exact": exact, "exact_pct": round(100.0 * exact / max(asked, 1), 2),
             "window_pairs": pairs, "windows_exact_pct": round(100.0 * pairs_exact / max(pairs, 1), 2),
-            "in_no_window": no_window, "windows": len(enc.windows), "failures": failures}
+            "in_no_window": no_window, "windows": len(enc.windows), "cut": enc.answers_cut,
+            "inconsistent": inconsistent, "failures": failures}
+
+
+def _why(context: str, text: str, offsets: list[tuple[int, int]], span: tuple[int, int]) -> str:
+    """The reason a consistent gold answer did not come back from its labels."""
+    if text != text.strip():
+        return "whitespace at the edge of the gold text (tokens never cover it)"
+    if boundaries.cuts(offsets, span, len(context)):
+        return "a boundary inside a token"
+    return "other"
