@@ -210,17 +210,53 @@ def evaluate(
 @handled
 def predict(
     model_dir: str = typer.Argument(..., help="a trained model directory"),
-    source: str = typer.Argument(..., help="input JSONL/CSV/TSV/TXT file, or - for stdin"),
+    source: Optional[str] = typer.Argument(None, help="input JSONL/CSV/TSV/TXT file, or - for stdin"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.text_column=review"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="JSONL file to write (default: stdout)"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    text: Optional[str] = typer.Option(None, "--text", help="one text to predict instead of a file"),
+    question: Optional[str] = typer.Option(None, "--question", help="QA: one question (with --context)"),
+    context: Optional[str] = typer.Option(None, "--context", help="QA: the context of --question"),
 ) -> None:
     """Predict labels with scores for every input line; JSONL out, one line per input."""
+    import json
+    import tempfile
+
     from bertkit import evaluation
 
-    count = evaluation.predict(model_dir, source, output=output, overrides=overrides or [], batch_size=batch_size)
+    if source is not None and "=" in source and (text or question or context):
+        overrides, source = [source, *(overrides or [])], None  # `predict MODEL --text T key=value`
+    row = _one_input(source, text, question, context)
+    with tempfile.TemporaryDirectory(prefix="bertkit-predict-") as tmp:
+        if row is not None:  # one input from the command line: a one-row file with known column names
+            columns = ["data.text_column=text"] if "text" in row else ["qa.question_column=question", "qa.context_column=context"]
+            overrides = columns + list(overrides or [])
+            source = os.path.join(tmp, "input.jsonl")
+            with open(source, "w", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        count = evaluation.predict(model_dir, source, output=output, overrides=overrides or [], batch_size=batch_size)
     if output:
         typer.echo(f"wrote {count} predictions to {output}", err=True)
+
+
+def _one_input(source: str | None, text: str | None, question: str | None, context: str | None) -> dict | None:
+    """The row that --text or --question/--context give, or None when the input is a file or stdin."""
+    given = [name for name, value in (("--text", text), ("--question", question), ("--context", context)) if value is not None]
+    if not given:
+        if source is None:
+            raise BertkitError("predict needs an input: a file, - for stdin, --text, or --question with --context",
+                               "e.g. bertkit predict runs/quickstart --text 'A delight.'")
+        return None
+    if source is not None:
+        raise BertkitError(f"predict got both an input file ({source}) and {given[0]}", "give one of them")
+    if text is not None and (question is not None or context is not None):
+        raise BertkitError("--text is for one text; --question and --context are for question answering",
+                           "give --text, or --question with --context")
+    if text is not None:
+        return {"text": text}
+    if question is None or context is None:
+        raise BertkitError("--question and --context go together", "give both, e.g. --question 'Who?' --context '...'")
+    return {"question": question, "context": context}
 
 
 @app.command("recipes")

@@ -54,9 +54,14 @@ def parse_here(tagger, normalize: bool, pieces: list[str]) -> Parsed:
     return out
 
 
-def placed(pieces: list[str], parsed: Parsed) -> list:
+def _placed(pieces: list[str], parsed: Parsed) -> list:
     """``parse_here`` answers with each piece's words placed (``place_words``)."""
     return [(norm, place_words(piece if norm is None else norm, out)) for piece, (norm, out) in zip(pieces, parsed)]
+
+
+def _split(pieces: list[str], parsed: Parsed) -> list:
+    """``parse_here`` answers with each piece's words, not placed."""
+    return [(norm, (out.split(), 0, None)) for norm, out in parsed]
 
 
 def place_words(norm: str, parsed: str) -> Placed | None:
@@ -83,8 +88,13 @@ def place_words(norm: str, parsed: str) -> Placed | None:
     return (words, 0, starts)
 
 
-def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]]) -> Iterator[Parsed]:
-    """The parse of every chunk, in order; through helpers when they pay, else with ``tagger``."""
+def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]], place: bool = True) -> Iterator[Parsed]:
+    """The parse of every chunk, in order; through helpers when they pay, else with ``tagger``.
+
+    With ``place=False`` the words are only split (``(words, 0, None)``), not placed in the text:
+    enough for ids, which do not depend on where a word sits.
+    """
+    placed = _placed if place else _split
     helpers = None
     if sum(len(p) for chunk in chunks for p in chunk) >= MIN_CHARS:
         helpers = _helpers_for(option, normalize)

@@ -116,6 +116,19 @@ def test_predict_writes_one_scored_line_per_input(trained: Path, tmp_path: Path)
     assert line["id"] == "7" and line["label"] in ("neg", "pos")
 
 
+def test_predict_one_text_from_the_command_line(trained: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("a really great movie\n")
+    from_file = invoke("predict", trained, source)
+    result = invoke("predict", trained, "--text", "a really great movie")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == json.loads(from_file.stdout.strip().splitlines()[-1])
+    for args, words in ((["--text", "x", str(source)], "both an input file"), ([], "needs an input"),
+                        (["--text", "x", "--question", "q"], "--text is for one text"), (["--question", "q"], "go together")):
+        result = invoke("predict", trained, *args)
+        assert result.exit_code == 1 and words in result.output, (args, result.output)
+
+
 def test_existing_output_dir_is_refused_then_overwritten(trained: Path, tiny_recipe: Path) -> None:
     result = runner.invoke(app, ["finetune", str(tiny_recipe)])
     assert result.exit_code == 1

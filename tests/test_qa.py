@@ -442,6 +442,10 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     for p, r in zip(predicted, test_rows):
         assert p["answer"] == r["context"][p["start"]:p["end"]] and p["answer"]
         assert 1 <= len(p["alternatives"]) <= 5 and p["alternatives"][0]["score"] >= p["alternatives"][-1]["score"]
+    one = runner.invoke(app, ["predict", str(out), "--question", test_rows[0]["question"], "--context", test_rows[0]["context"]])
+    assert one.exit_code == 0, one.output
+    answer = json.loads(one.stdout.strip().splitlines()[-1])
+    assert {k: answer[k] for k in ("answer", "start", "end")} == {k: predicted[0][k] for k in ("answer", "start", "end")}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no question here"}\n', encoding="utf-8")
     result = runner.invoke(app, ["predict", str(out), str(bad)])
