@@ -273,14 +273,7 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
             lines.append("")
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    lines += [
-        "## Use",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        f'pipe = pipeline("{task_desc}", model="{Path(recipe.output_dir).name}")',
-        "```",
-        "",
+    lines += ["## Use", ""] + _use_in_python(task_desc, Path(recipe.output_dir).name) + [
         "or from the shell:",
         "",
         "```",
@@ -297,3 +290,17 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
         "",
     ]
     return "\n".join(lines)
+
+
+def _use_in_python(task_desc: str, name: str) -> list[str]:
+    """The model card's Python snippet: a ``transformers`` pipeline where v5 still has one for the task."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    if task_desc in SUPPORTED_TASKS:
+        return ["```python", "from transformers import pipeline", f'pipe = pipeline("{task_desc}", model="{name}")', "```", ""]
+    # transformers 5 removed the question-answering pipeline: the model and tokenizer load as usual.
+    return ["```python", "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            f'model = AutoModelForQuestionAnswering.from_pretrained("{name}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", "",
+            "(transformers 5 has no question-answering pipeline; `bertkit predict` below does the windowing and "
+            "answer search.)", ""]

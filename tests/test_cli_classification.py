@@ -59,6 +59,10 @@ def test_finetune_writes_a_complete_output_directory(trained: Path) -> None:
     assert config["id2label"] == {"0": "neg", "1": "pos"}
     card = (trained / "README.md").read_text()
     assert "## Labels" in card and "`neg`, `pos`" in card and "bertkit predict" in card
+    snippet = card.split("```python", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(snippet.replace(f'"{trained.name}"', repr(str(trained))), scope)  # the card's snippet works as written
+    assert scope["pipe"]("a great film")[0]["label"] in ("neg", "pos")
 
 
 def test_test_metrics_match_an_independent_count(trained: Path) -> None:

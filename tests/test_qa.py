@@ -442,6 +442,9 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     for p, r in zip(predicted, test_rows):
         assert p["answer"] == r["context"][p["start"]:p["end"]] and p["answer"]
         assert 1 <= len(p["alternatives"]) <= 5 and p["alternatives"][0]["score"] >= p["alternatives"][-1]["score"]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    snippet = card.split("```python", 1)[1].split("```", 1)[0]
+    exec(snippet.replace(f'"{out.name}"', repr(str(out))), {})  # the card's Python snippet loads this model as written
     one = runner.invoke(app, ["predict", str(out), "--question", test_rows[0]["question"], "--context", test_rows[0]["context"]])
     assert one.exit_code == 0, one.output
     answer = json.loads(one.stdout.strip().splitlines()[-1])
