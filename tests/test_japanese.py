@@ -378,6 +378,7 @@ def helpers_on(monkeypatch):
     from bertkit import mecab_pool
 
     monkeypatch.setattr(mecab_pool, "MIN_CHARS", 0)
+    monkeypatch.setattr(mecab_pool, "START_CHARS", 0)
     monkeypatch.setenv(mecab_pool.WORKERS_ENV, "2")
     yield mecab_pool
     mecab_pool.shutdown()
