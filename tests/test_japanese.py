@@ -418,3 +418,25 @@ def test_helper_count_setting(monkeypatch):
     monkeypatch.delenv(mecab_pool.WORKERS_ENV)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert mecab_pool.configured_workers() == 0  # each process of a multi-process run has its core
+
+
+def test_helpers_start_only_for_a_big_batch_then_serve_smaller_ones(ja, helpers_on, monkeypatch):
+    texts = [f"東京都の研究者は{i}件のデータを分析しています。" for i in range(300)]  # no added tokens: one piece each
+    chars = sum(map(len, texts))
+    expected = [ja(t, add_special_tokens=False)["input_ids"] for t in texts]
+    served = []
+    real_map = helpers_on._Helpers.map
+
+    def counting(self, chunks):
+        served.append(len(chunks))
+        return real_map(self, chunks)
+
+    monkeypatch.setattr(helpers_on._Helpers, "map", counting)
+    monkeypatch.setattr(helpers_on, "START_CHARS", chars + 1)
+    assert japanese.token_ids_batch(ja, texts) == expected and not helpers_on._POOLS  # too small to start them
+    monkeypatch.setattr(helpers_on, "START_CHARS", chars)
+    assert japanese.token_ids_batch(ja, texts) == expected and len(helpers_on._POOLS) == 1 and len(served) == 1
+    monkeypatch.setattr(helpers_on, "START_CHARS", chars + 1)
+    assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # running helpers take it
+    monkeypatch.setattr(helpers_on, "MIN_CHARS", chars + 1)
+    assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # too small even for them
