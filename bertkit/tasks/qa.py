@@ -396,8 +396,11 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     contexts = [str(c) for c in list(dataset[opts.context_column])]
     golds = _split_golds(dataset, recipe) if with_labels else [[] for _ in contexts]
     spans = [_first_span(g) for g in golds]
-    enc = encode(tokenizer, questions, contexts, recipe.max_length, opts.doc_stride,
-                 spans if boundaries.applies(split) else None)
+    cut = boundaries.applies(split)
+    enc = encode(tokenizer, questions, contexts, recipe.max_length, opts.doc_stride, spans if cut else None)
+    # Read as predict reads it: count the answers no prediction can give exactly (a boundary inside a token).
+    unreachable = 0 if cut else sum(1 for i, span in enumerate(spans)
+                                    if span and boundaries.cuts(enc.context_offsets[i], span, len(contexts[i])))
     ids = list(dataset[opts.id_column]) if opts.id_column in dataset.column_names else [str(i) for i in range(len(dataset))]
     keep_meta = split != "train"
     first_tokens = [answer_tokens(enc.context_offsets[i], *span) if span else None for i, span in enumerate(spans)]
@@ -423,7 +426,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     if split == "validation":
         spec.validation = feats
     lost = sum(1 for i, g in enumerate(golds) if g and i not in located) if with_labels else 0
-    return feats, _length_report(enc, recipe, lost)
+    return feats, _length_report(enc, recipe, lost, unreachable)
 
 
 def _first_span(golds: list[tuple[str, int]]) -> tuple[int, int] | None:
@@ -438,7 +441,7 @@ def _split_golds(dataset: Any, recipe: Recipe) -> list[list[tuple[str, int]]]:
     return [_golds(a, imp) for a, imp in zip(answers, impossible)]
 
 
-def _length_report(enc: Encoded, recipe: Recipe, lost: int) -> dict[str, Any]:
+def _length_report(enc: Encoded, recipe: Recipe, lost: int, unreachable: int = 0) -> dict[str, Any]:
     per_example = Counter(w.example for w in enc.windows)
     stats, longer, pct = encoding.length_stats(enc.full_lengths, recipe.max_length)
     report = {
@@ -453,6 +456,9 @@ def _length_report(enc: Encoded, recipe: Recipe, lost: int) -> dict[str, Any]:
         report["note_cuts"] = (f"questions whose gold answer starts or ends inside a token: {enc.answers_cut}, their "
                                "contexts tokenised in pieces cut at the answer, so the labels are exact (prediction "
                                "on raw text cannot split those tokens)")
+    elif unreachable:
+        report["note_cuts"] = (f"questions whose gold answer starts or ends inside a token: {unreachable}; read as "
+                               "predict reads them, so those answers cannot come back exactly (the tokenizer's ceiling)")
     if lost:
         report["note_answers"] = f"{lost} gold answers fit in no window (longer than a window; labelled [CLS])"
     return report
