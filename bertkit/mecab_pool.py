@@ -142,6 +142,7 @@ class _Helpers:
     """A few helper processes, each fed by its own writer thread (so no pipe can fill up and stall)."""
 
     def __init__(self, option: str, normalize: bool, n: int):
+        self.owner = os.getpid()  # a forked child inherits this object but must never touch these helpers
         env = dict(os.environ)
         # Import bertkit from where this process did, installed or not.
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -204,6 +205,8 @@ class _Helpers:
         return all(p.poll() is None for p in self.procs) and all(w.is_alive() for w in self.writers)
 
     def close(self) -> None:
+        if self.owner != os.getpid():  # inherited through fork: the parent's to close
+            return
         for inbox in self.inboxes:
             inbox.put(None)
         for proc in self.procs:
@@ -228,6 +231,8 @@ def _helpers_for(option: str, normalize: bool) -> _Helpers | None:
     key = (option, normalize)
     with _LOCK:
         helpers = _POOLS.get(key)
+        if helpers is not None and helpers.owner != os.getpid():
+            helpers = None  # inherited through fork: this process starts its own (close() leaves the parent's be)
         if helpers is not None and (len(helpers.procs) != n or not helpers.alive()):
             helpers.close()
             helpers = None

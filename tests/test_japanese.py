@@ -440,3 +440,20 @@ def test_helpers_start_only_for_a_big_batch_then_serve_smaller_ones(ja, helpers_
     assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # running helpers take it
     monkeypatch.setattr(helpers_on, "MIN_CHARS", chars + 1)
     assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # too small even for them
+
+
+def test_a_forked_child_never_uses_or_closes_the_parents_helpers(ja, helpers_on, monkeypatch):
+    texts = [f"東京都の研究者は{i}件のデータを分析しています。" for i in range(300)]
+    expected = [ja(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert japanese.token_ids_batch(ja, texts) == expected
+    (parents,) = helpers_on._POOLS.values()
+    monkeypatch.setattr(helpers_on.os, "getpid", lambda: parents.owner + 1)  # as if in a forked child
+    parents.close()
+    assert parents.alive()  # not the child's to close
+    assert japanese.token_ids_batch(ja, texts) == expected
+    (childs,) = helpers_on._POOLS.values()
+    assert childs is not parents and parents.alive()
+    childs.close()  # the "child" closes its own
+    monkeypatch.undo()
+    parents.close()
+    assert not parents.alive() and not childs.alive()
