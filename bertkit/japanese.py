@@ -656,10 +656,7 @@ class _FastPath:
             parses = mecab_pool.parse_chunks(self.tagger, self.option, self.normalize, chunks, place=not ids_only)
             for i, parsed in zip(bounds, parses):
                 answers = iter(parsed)
-                plans = [
-                    self._plan(t, lay, answers, ids_only)
-                    for t, lay in zip(texts[i : i + self._CHUNK], layouts[i : i + self._CHUNK])
-                ]
+                plans = [self._plan(lay, answers, ids_only) for lay in layouts[i : i + self._CHUNK]]
                 words = chain.from_iterable(part[0] for p in plans if p for part in p if part[0])
                 self._fill_cache(set(words).difference(self.ids_of))
                 if ids_only:
@@ -687,7 +684,7 @@ class _FastPath:
             layout.append((text[pos:], pos))
         return layout
 
-    def _plan(self, text: str, layout, answers, ids_only: bool = False):
+    def _plan(self, layout, answers, ids_only: bool = False):
         """A list of ``_words`` parts and added tokens, or None to go slow (``answers`` holds the
         MeCab parse of each piece of the layout, in order)."""
         if layout is None:
@@ -744,22 +741,19 @@ class _FastPath:
             if sum(sizes) != len(low):
                 raise RuntimeError(f"WordPiece pieces {pieces} do not spell {low!r}")
         if back is None:  # the usual case: the tokens tile the word
-            self.lens_of[word] = tuple(sizes)
-            if len(ids) == 1:
-                self.single[word] = ids[0]
-            return
-        # Lower-casing changed the length: map the spans back to the word's characters.
-        edges = list(accumulate(sizes, initial=0))
-        offsets = tuple((back[a][0], back[b - 1][1]) for a, b in zip(edges, edges[1:]))
-        tiles = offsets[0][0] == 0 and offsets[-1][1] == len(word)
-        if tiles and all(x[1] == y[0] for x, y in zip(offsets, offsets[1:])):
-            self.lens_of[word] = tuple(b - a for a, b in offsets)
-            if len(ids) == 1:
-                self.single[word] = ids[0]
-        else:  # overlapping tokens (two of them from one upper-case letter)
-            self.lens_of[word] = None
+            lens = tuple(sizes)
+        else:  # lower-casing changed the length: map the spans back to the word's characters
+            edges = list(accumulate(sizes, initial=0))
+            offsets = tuple((back[a][0], back[b - 1][1]) for a, b in zip(edges, edges[1:]))
+            tiles = offsets[0][0] == 0 and offsets[-1][1] == len(word)
+            tiles = tiles and all(x[1] == y[0] for x, y in zip(offsets, offsets[1:]))
+            lens = tuple(b - a for a, b in offsets) if tiles else None
+        self.lens_of[word] = lens
+        if lens is None:  # overlapping tokens (two of them from one upper-case letter)
             self.offsets_of[word] = offsets
             self.irregular.add(word)
+        elif len(ids) == 1:
+            self.single[word] = ids[0]
 
     def _relative(self, word: str) -> tuple[tuple[int, int], ...]:
         """Token spans within a word (built from the lengths unless stored)."""
@@ -794,9 +788,7 @@ class _FastPath:
         return out
 
     def _assemble_ids(self, plan) -> list[int]:
-        """Only the ids of ``_assemble``: what classification and embeddings need."""
-        if len(plan) == 1 and plan[0][0] is not None:  # no added tokens in the text
-            return list(chain.from_iterable(map(self.ids_of.__getitem__, plan[0][0])))
+        """Only the ids of ``_assemble``, for a plan with added tokens (``_assemble_ids_chunk`` does the rest)."""
         ids: list[int] = []
         for part in plan:
             if part[0] is None:  # an added token

@@ -34,6 +34,15 @@ def applies(split: str) -> bool:
     return split in CUT_SPLITS
 
 
+def note(examples: str, n: int, cut: bool) -> str:
+    """The length report's ``note_cuts`` line: ``n`` ``examples`` (a phrase naming them) were cut,
+    or, where ``cut`` is off, read as ``predict`` reads them."""
+    if cut:
+        return (f"{examples}: {n}, tokenised in pieces cut at their gold boundaries, so the labels are exact "
+                "(prediction on raw text cannot split those tokens)")
+    return f"{examples}: {n}; read as predict reads them, so those cannot come back exactly (the tokenizer's ceiling)"
+
+
 def cuts(spans: list[tuple[int, int]], bounds: Iterable[int], length: int) -> list[int]:
     """Where to cut a text of ``length`` characters so that every gold boundary in ``bounds`` becomes
     an edge of ``spans`` (its tokens or words, in text order): nowhere (``[]``) when no boundary falls

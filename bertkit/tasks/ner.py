@@ -555,13 +555,8 @@ def _label_spans(encoded: list[Encoded], texts: list[str], entities: list[list[d
                            "fix those spans, or set ner.bad_spans=report to count them and go on")
     if problems.count:
         notes["note_spans"] = problems.line()
-    if n_cut and cut:
-        notes["note_cuts"] = (f"examples with an entity starting or ending inside a token or word: {n_cut}, tokenised "
-                              "in pieces cut at their entity boundaries, so the labels are exact (prediction on raw "
-                              "text cannot split those tokens)")
-    elif n_cut:
-        notes["note_cuts"] = (f"examples with an entity starting or ending inside a token or word: {n_cut}; read as "
-                              "predict reads them, so those entities cannot come back exactly (the tokenizer's ceiling)")
+    if n_cut:
+        notes["note_cuts"] = boundaries.note("examples with an entity starting or ending inside a token or word", n_cut, cut)
     return n_cut if cut else 0
 
 

@@ -339,12 +339,18 @@ def _cut_at_answers(tokenizer: Any, contexts: list[str], answers: list[tuple[int
     """Replace, in ``tokens`` (per example: context ids and offsets), the tokens of every example
     whose answer starts or ends strictly inside a token by its context tokenised in pieces cut at
     the answer's boundaries (``boundaries.cuts``). Returns how many examples were cut."""
-    cuts = [boundaries.cuts(offsets, span, len(context)) if span else []
-            for (_, offsets), context, span in zip(tokens, contexts, answers)]
+    cuts = _answer_cuts([offsets for _, offsets in tokens], contexts, answers)
     redo = [i for i, at in enumerate(cuts) if at]
     for i, a in zip(redo, boundaries.align_cut(tokenizer, [contexts[i] for i in redo], [cuts[i] for i in redo])):
         tokens[i] = (a.input_ids, [tuple(o) for o in a.offsets])
     return len(redo)
+
+
+def _answer_cuts(offsets: list[list[tuple[int, int]]], contexts: list[str],
+                 answers: list[tuple[int, int] | None]) -> list[list[int]]:
+    """Per example, where to cut its context so the answer's boundaries are token edges (``boundaries.cuts``;
+    empty when they already are, or when there is no answer)."""
+    return [boundaries.cuts(offs, span, len(context)) if span else [] for offs, context, span in zip(offsets, contexts, answers)]
 
 
 def answer_tokens(offsets: list[tuple[int, int]], start_char: int, end_char: int) -> tuple[int, int] | None:
@@ -399,8 +405,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     cut = boundaries.applies(split)
     enc = encode(tokenizer, questions, contexts, recipe.max_length, opts.doc_stride, spans if cut else None)
     # Read as predict reads it: count the answers no prediction can give exactly (a boundary inside a token).
-    unreachable = 0 if cut else sum(1 for i, span in enumerate(spans)
-                                    if span and boundaries.cuts(enc.context_offsets[i], span, len(contexts[i])))
+    unreachable = 0 if cut else sum(map(bool, _answer_cuts(enc.context_offsets, contexts, spans)))
     ids = list(dataset[opts.id_column]) if opts.id_column in dataset.column_names else [str(i) for i in range(len(dataset))]
     keep_meta = split != "train"
     first_tokens = [answer_tokens(enc.context_offsets[i], *span) if span else None for i, span in enumerate(spans)]
@@ -452,13 +457,9 @@ def _length_report(enc: Encoded, recipe: Recipe, lost: int, unreachable: int = 0
     if enc.questions_cut:
         report["note_questions"] = f"{enc.questions_cut} questions cut to half of max_length"
     report["cut_examples"] = enc.answers_cut
-    if enc.answers_cut:
-        report["note_cuts"] = (f"questions whose gold answer starts or ends inside a token: {enc.answers_cut}, their "
-                               "contexts tokenised in pieces cut at the answer, so the labels are exact (prediction "
-                               "on raw text cannot split those tokens)")
-    elif unreachable:
-        report["note_cuts"] = (f"questions whose gold answer starts or ends inside a token: {unreachable}; read as "
-                               "predict reads them, so those answers cannot come back exactly (the tokenizer's ceiling)")
+    if enc.answers_cut or unreachable:
+        report["note_cuts"] = boundaries.note("questions whose gold answer starts or ends inside a token",
+                                              enc.answers_cut or unreachable, cut=bool(enc.answers_cut))
     if lost:
         report["note_answers"] = f"{lost} gold answers fit in no window (longer than a window; labelled [CLS])"
     return report
