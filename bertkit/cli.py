@@ -219,22 +219,12 @@ def predict(
     context: Optional[str] = typer.Option(None, "--context", help="QA: the context of --question"),
 ) -> None:
     """Predict labels with scores for every input line; JSONL out, one line per input."""
-    import json
-    import tempfile
-
     from bertkit import evaluation
 
     if source is not None and "=" in source and (text or question or context):
         overrides, source = [source, *(overrides or [])], None  # `predict MODEL --text T key=value`
-    row = _one_input(source, text, question, context)
-    with tempfile.TemporaryDirectory(prefix="bertkit-predict-") as tmp:
-        if row is not None:  # one input from the command line: a one-row file with known column names
-            columns = ["data.text_column=text"] if "text" in row else ["qa.question_column=question", "qa.context_column=context"]
-            overrides = columns + list(overrides or [])
-            source = os.path.join(tmp, "input.jsonl")
-            with open(source, "w", encoding="utf-8") as f:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        count = evaluation.predict(model_dir, source, output=output, overrides=overrides or [], batch_size=batch_size)
+    one = _one_input(source, text, question, context)
+    count = evaluation.predict(model_dir, source, output=output, overrides=overrides or [], batch_size=batch_size, one=one)
     if output:
         typer.echo(f"wrote {count} predictions to {output}", err=True)
 

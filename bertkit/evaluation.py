@@ -89,9 +89,13 @@ def _slug(data: str, split: str | None) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "data"
 
 
-def predict(model_dir: str, source: str, *, output: str | None, overrides: list[str] | None = None,
-            batch_size: int = 64, chunk: int = 2048) -> int:
-    """Stream ``source`` through the model in chunks; write one JSON line per input. Returns the count."""
+def predict(model_dir: str, source: str | None, *, output: str | None, overrides: list[str] | None = None,
+            batch_size: int = 64, chunk: int = 2048, one: dict[str, str] | None = None) -> int:
+    """Stream ``source`` through the model in chunks; write one JSON line per input. Returns the count.
+
+    ``one`` replaces ``source`` with a single input from the command line: ``{"text": ...}``, or
+    ``{"question": ..., "context": ...}`` for a question-answering model.
+    """
     import sys
 
     from tqdm.auto import tqdm
@@ -113,7 +117,8 @@ def predict(model_dir: str, source: str, *, output: str | None, overrides: list[
     try:
         pending: list[dict[str, Any]] = []
         own_check = hasattr(task, "INPUT_COLUMNS")  # tasks with several input fields (qa) check rows themselves
-        for row in data_mod.iter_input_lines(source, column):
+        rows = data_mod.iter_input_lines(source, column) if one is None else [_one_row(one, recipe, model_dir)]
+        for row in rows:
             if not own_check and column not in row and "text" in row:
                 row = {**row, column: row["text"]}
             if not own_check and column not in row:
@@ -140,6 +145,19 @@ def predict(model_dir: str, source: str, *, output: str | None, overrides: list[
     if count == 0:
         log(f"warning: {source} held no input lines")
     return count
+
+
+def _one_row(one: dict[str, str], recipe: recipe_mod.Recipe, model_dir: str) -> dict[str, str]:
+    """The command line's single input as a row in the model's own column names."""
+    if recipe.task == "qa":
+        if "question" not in one:
+            raise BertkitError(f"{model_dir} answers questions: one text is not an input for it",
+                               "give --question and --context")
+        return {recipe.options.question_column: one["question"], recipe.options.context_column: one["context"]}
+    if "question" in one:
+        raise BertkitError(f"{model_dir} is a {recipe.task} model: --question and --context are for question answering",
+                           "give --text, or an input file")
+    return {recipe.data.text_column: one["text"]}
 
 
 def _write(sink: Any, rows: list[dict[str, Any]]) -> int:

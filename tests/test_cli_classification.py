@@ -128,7 +128,8 @@ def test_predict_one_text_from_the_command_line(trained: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == json.loads(from_file.stdout.strip().splitlines()[-1])
     for args, words in ((["--text", "x", str(source)], "both an input file"), ([], "needs an input"),
-                        (["--text", "x", "--question", "q"], "--text is for one text"), (["--question", "q"], "go together")):
+                        (["--text", "x", "--question", "q"], "--text is for one text"), (["--question", "q"], "go together"),
+                        (["--question", "q", "--context", "c"], "is a classification model")):
         result = invoke("predict", trained, *args)
         assert result.exit_code == 1 and words in result.output, (args, result.output)
 

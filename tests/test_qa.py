@@ -450,6 +450,8 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     assert one.exit_code == 0, one.output
     answer = json.loads(one.stdout.strip().splitlines()[-1])
     assert {k: answer[k] for k in ("answer", "start", "end")} == {k: predicted[0][k] for k in ("answer", "start", "end")}
+    alone = runner.invoke(app, ["predict", str(out), "--text", test_rows[0]["context"]])
+    assert alone.exit_code == 1 and "answers questions" in alone.output and "--question and --context" in alone.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no question here"}\n', encoding="utf-8")
     result = runner.invoke(app, ["predict", str(out), str(bad)])
