@@ -29,6 +29,7 @@ other slow tokenizers (``BertkitError``: use a fast tokenizer, which has native 
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import functools
@@ -41,7 +42,7 @@ import sys
 import unicodedata
 import weakref
 from dataclasses import dataclass
-from itertools import accumulate, chain, islice
+from itertools import accumulate, chain, count, islice
 
 from bertkit.errors import BertkitError
 
@@ -562,157 +563,123 @@ _SELF_CHECK = [
 ]
 
 
-class _FastPath:
-    """MeCab (wakati) + cached WordPiece for one mecab/wordpiece BertJapaneseTokenizer.
+class _PieceTokens:
+    """The tokens of MeCab-parsed pieces of text, from a cache of the WordPiece of single words.
 
-    One per tokenizer object (see ``_fast_path_for``). Not meant for concurrent use from several
-    threads: the word cache is filled and read without locks.
+    Built from plain data (``spec_of``), not from the tokenizer, so that a MeCab helper process
+    (``bertkit.mecab_pool``) can build the same thing and answer tokens itself: the fast path is
+    one, and every helper that served it holds one made from the same spec. ``answer`` turns the
+    MeCab parse of pieces into their ids, or ids + offsets + word ids, each relative to its piece.
     """
 
     _CACHE_LIMIT = 500_000  # words; cleared when full (Zipf: it refills with the frequent ones)
-    _CHUNK = 1024  # texts per MeCab-then-WordPiece round (256 measured 20-40 % slower with helpers)
+    # The answers a MeCab helper builds itself rather than sending its parse back. Ids are small
+    # to send; offsets and word ids cost more to send and unpack (pickle, 4 ints a token) than
+    # to build here: 0.94-1.12 s for all the bench's lines built apart, 0.70-0.75 s built here.
+    BUILT_APART = frozenset({"ids"})
 
-    def __init__(self, tok):
-        import fugashi
+    def __init__(self, spec: dict):
         from tokenizers import Tokenizer
         from tokenizers.models import WordPiece
 
-        wt, st = tok.word_tokenizer, tok.subword_tokenizer
-        self.tok = weakref.proxy(tok)  # the cache holds us; do not keep the tokenizer alive
-        self.option = _mecab_option(tok.mecab_kwargs or {}) + " -Owakati"
-        self.tagger = fugashi.GenericTagger(self.option)
-        self.normalize = wt.normalize_text
-        self.lower = wt.do_lower_case
-        self.never_split = set(wt.never_split) | set(tok.all_special_tokens)
+        self.spec = spec
+        self.vocab = spec["vocab"]
+        self.unk = spec["unk"]
+        self.max_chars = spec["max_chars"]
+        self.lower = spec["lower"]
+        self.never_split = spec["never_split"]
+        self.id_fix = spec["id_fix"]
         self.wordpiece = Tokenizer(  # used through .model.tokenize: one word in, pieces out
-            WordPiece(
-                vocab=dict(tok.vocab),
-                unk_token=str(st.unk_token),
-                continuing_subword_prefix="##",
-                max_input_chars_per_word=st.max_input_chars_per_word,
-            )
+            WordPiece(vocab=dict(self.vocab), unk_token=self.unk, continuing_subword_prefix="##",
+                      max_input_chars_per_word=self.max_chars)
         )
-        # convert_tokens_to_ids looks at added tokens first; WordPiece only knows the vocab.
-        self.id_fix = {
-            tok.vocab[t]: i
-            for t, i in tok._added_tokens_encoder.items()
-            if t in tok.vocab and tok.vocab[t] != i
-        }
-        self.added_re, self.added_simple = _added_token_regex(tok)
-        self.vocab = tok.vocab
-        self.unk = str(st.unk_token)
-        self.max_chars = st.max_input_chars_per_word
-        # firsts[k]: 1 then k - 1 zeros, summed up into word ids (a word has <= max_chars tokens)
-        self.firsts = [(1,) + (0,) * (k - 1) if k else () for k in range(self.max_chars + 2)]
-        # The word cache, one table per shape _assemble needs (word -> ...):
+        # The cache, one table per shape the assembly needs (word -> ...):
         self.ids_of: dict[str, tuple[int, ...]] = {}  # token ids
         self.lens_of: dict[str, tuple[int, ...] | None] = {}  # token lengths (None: irregular)
         self.offsets_of: dict[str, tuple[tuple[int, int], ...]] = {}  # spans within the word
         self.single: dict[str, int] = {}  # the id of a word that is exactly one token
         self.irregular: set[str] = set()  # words whose tokens do not tile them
+        # firsts[k]: 1 then k - 1 zeros, summed up into word ids (a word has <= max_chars tokens)
+        self.firsts = [(1,) + (0,) * (k - 1) if k else () for k in range(self.max_chars + 2)]
 
-    @classmethod
-    def create(cls, tok) -> _FastPath | None:
-        """A verified fast path, or None when the config needs the slow alignment."""
-        if not (
-            tok.do_word_tokenize
-            and tok.do_subword_tokenize
-            and tok.word_tokenizer_type == "mecab"
-            and tok.subword_tokenizer_type == "wordpiece"
-        ):
-            return None
-        try:
-            fast = cls(tok)
-            for text in _SELF_CHECK:
-                got, want = fast.align_batch([text])[0], _slow_align(tok, text)
-                ids = tok(text, add_special_tokens=False)["input_ids"]
-                if got is not None and (got != want or got.input_ids != ids):
-                    log.warning("bertkit: fast Japanese path disagrees on %r; using slow", text)
-                    return None
-        except Exception as err:  # any surprise in a third-party config: stay exact, stay slow
-            log.warning("bertkit: fast Japanese path unavailable (%s); using slow", err)
-            return None
-        return fast
+    @staticmethod
+    def spec_of(tok) -> dict:
+        """What a ``_PieceTokens`` needs from a BertJapaneseTokenizer, as picklable data."""
+        wt, st = tok.word_tokenizer, tok.subword_tokenizer
+        return {
+            "vocab": dict(tok.vocab),
+            "unk": str(st.unk_token),
+            "max_chars": st.max_input_chars_per_word,
+            "lower": wt.do_lower_case,
+            "never_split": set(wt.never_split) | set(tok.all_special_tokens),
+            # convert_tokens_to_ids looks at added tokens first; WordPiece only knows the vocab.
+            "id_fix": {tok.vocab[t]: i for t, i in tok._added_tokens_encoder.items() if t in tok.vocab and tok.vocab[t] != i},
+        }
 
-    def align_batch(self, texts: list[str], *, ids_only: bool = False) -> list:
-        """Aligned (or, with ``ids_only``, just the ids) per text; None where only the slow
-        alignment can be exact.
+    def answer(self, what: str, pieces: list[str], parsed: list[tuple[str | None, str]]) -> list:
+        """For every piece, from ``(its NFKC or None if unchanged, MeCab wakati output)``: its token
+        ids (``what="ids"``) or ``(ids, offsets, word ids)`` relative to the piece (``"aligned"``),
+        None where the words cannot be placed in the text (the slow alignment takes it)."""
+        if what == "ids":
+            return self._pieces_ids([out for _, out in parsed])
+        parts = []
+        for piece, (norm, out) in zip(pieces, parsed):
+            placed = place_words(piece if norm is None else norm, out)
+            parts.append(None if placed is None else (*placed, None if norm is None else _NormMap.build(piece, norm)))
+        self.fill(set(chain.from_iterable(p[0] for p in parts if p)).difference(self.ids_of))
+        return [None if p is None else self._assemble(*p) for p in parts]
 
-        Texts are cut at added tokens into pieces, the pieces parsed by MeCab chunk by chunk (in
-        helper processes for a big batch, see ``bertkit.mecab_pool``), and each chunk's tokens
-        assembled as soon as its parse is back.
-        """
-        from bertkit import mecab_pool
+    @staticmethod
+    def pack(what: str, answer: list) -> tuple:
+        """An answer built apart (ids: a list per piece) as a size per piece and one flat int
+        array, which pickle sends and ``unpack`` rebuilds several times faster than lists."""
+        return array.array("i", map(len, answer)), array.array("i", chain.from_iterable(answer))
 
-        out: list = []
-        with _gc_paused():
-            layouts = [self._layout(t) for t in texts]
-            bounds = range(0, len(texts), self._CHUNK)
-            chunks = [
-                [item[0] for lay in layouts[i : i + self._CHUNK] if lay for item in lay if item[0] is not None]
-                for i in bounds
-            ]
-            # Ids do not depend on where words sit: no placing, no normalisation map for them.
-            parses = mecab_pool.parse_chunks(self.tagger, self.option, self.normalize, chunks, place=not ids_only)
-            for i, parsed in zip(bounds, parses):
-                answers = iter(parsed)
-                plans = [self._plan(lay, answers, ids_only) for lay in layouts[i : i + self._CHUNK]]
-                words = chain.from_iterable(part[0] for p in plans if p for part in p if part[0])
-                self._fill_cache(set(words).difference(self.ids_of))
-                if ids_only:
-                    out += self._assemble_ids_chunk(plans)
-                else:
-                    out += [self._assemble(p) if p is not None else None for p in plans]
+    @staticmethod
+    def unpack(what: str, packed: tuple) -> list:
+        """The answer that ``pack`` flattened."""
+        sizes, flat = packed
+        ids = flat.tolist()
+        starts = list(accumulate(sizes, initial=0))
+        return [ids[a:b] for a, b in zip(starts, islice(starts, 1, None))]
+
+    def _pieces_ids(self, parses: list[str]) -> list[list[int]]:
+        """The token ids of every piece, with one lookup pass over all the words (most words
+        are one token each)."""
+        words = [p.split() for p in parses]  # fugashi strips the output; whitespace inside a word splits anyway
+        every = list(chain.from_iterable(words))
+        self.fill(set(every).difference(self.ids_of))
+        found = list(map(self.single.get, every))
+        out, pos = [], 0
+        for w in words:
+            ids = found[pos : pos + len(w)]
+            pos += len(w)
+            out.append(ids if None not in ids else list(chain.from_iterable(map(self.ids_of.__getitem__, w))))
         return out
 
-    def _layout(self, text: str):
-        """The text cut at added tokens: ``(piece, start)`` for MeCab, ``(None, id, span)`` for an
-        added token; None when the text needs the slow path."""
-        if "\x00" in text:  # MeCab segments differently around NUL in node and string mode
-            return None
-        if self.added_re is None or not self.added_re.search(text):
-            return [(text, 0)]
-        if not self.added_simple:
-            return None
-        layout, pos = [], 0
-        for m in self.added_re.finditer(text):
-            if pos < m.start():
-                layout.append((text[pos : m.start()], pos))
-            layout.append((None, self.tok.convert_tokens_to_ids(m.group()), m.span()))
-            pos = m.end()
-        if pos < len(text):
-            layout.append((text[pos:], pos))
-        return layout
+    def _assemble(self, words: list[str], lead: int, starts, nmap) -> tuple[list, list, list]:
+        """Ids, offsets and word ids of one piece's placed words: the hot loop of the module,
+        kept to C-level loops over the cache."""
+        single = list(map(self.single.get, words))
+        if None not in single:  # one token per word, the usual case with a real vocabulary
+            ids, word_ids, lens = single, list(range(len(words))), map(len, words)
+        else:
+            per_word = list(map(self.ids_of.__getitem__, words))
+            ids = list(chain.from_iterable(per_word))
+            firsts = chain.from_iterable(map(self.firsts.__getitem__, map(len, per_word)))
+            word_ids = list(islice(accumulate(firsts, initial=-1), 1, None))
+            lens = chain.from_iterable(map(self.lens_of.__getitem__, words))
+        if starts is None and nmap is None and self.irregular.isdisjoint(words):
+            # Tokens tile the piece: each starts where the previous one ended.
+            edges = list(accumulate(lens, initial=lead))
+            return ids, list(zip(edges, islice(edges, 1, None))), word_ids
+        starts = starts or list(accumulate(map(len, words), initial=lead))
+        spans = [(s + a, s + b) for s, offs in zip(starts, map(self._relative, words)) for a, b in offs]
+        if nmap is not None:
+            spans = [(nmap.start(a), nmap.end(b)) for a, b in spans]
+        return ids, spans, word_ids
 
-    def _plan(self, layout, answers, ids_only: bool = False):
-        """A list of ``_words`` parts and added tokens, or None to go slow (``answers`` holds the
-        MeCab parse of each piece of the layout, in order)."""
-        if layout is None:
-            return None
-        plan = []
-        for item in layout:
-            if item[0] is None:
-                plan.append(item)
-                continue
-            norm, placed = next(answers)
-            part = self._words(item[0], item[1], None if ids_only else norm, placed)
-            if part is None:  # keep consuming this text's answers: the next text's follow
-                for rest in layout[len(plan) + 1 :]:
-                    if rest[0] is not None:
-                        next(answers)
-                return None
-            plan.append(part)
-        return plan
-
-    def _words(self, text: str, base: int, norm: str | None, placed):
-        """(words, norm map, base, lead, starts) for one piece, from its NFKC (None: unchanged)
-        and its placed MeCab words (``mecab_pool.place_words``); None if they could not be placed."""
-        if placed is None:
-            return None
-        words, lead, starts = placed
-        return (words, None if norm is None else _NormMap.build(text, norm), base, lead, starts)
-
-    def _fill_cache(self, missing: set[str]) -> None:
+    def fill(self, missing: set[str]) -> None:
         """WordPiece the words not seen before (a vocabulary word is one token, no search)."""
         if len(self.ids_of) + len(missing) > self._CACHE_LIMIT:
             for table in (self.ids_of, self.lens_of, self.offsets_of, self.single):
@@ -772,68 +739,159 @@ class _FastPath:
             return low, None
         return low, _Tracked.of(word).map(str.lower).spans
 
-    def _assemble_ids_chunk(self, plans) -> list:
-        """``_assemble_ids`` of every plan of a chunk (None stays None), with one lookup pass over
-        all the chunk's words: most texts are one piece of words that are one token each."""
-        simple = [p[0][0] if p is not None and len(p) == 1 and p[0][0] is not None else None for p in plans]
-        found = list(map(self.single.get, chain.from_iterable(w for w in simple if w is not None)))
-        out, pos = [], 0
-        for plan, words in zip(plans, simple):
-            if words is None:
-                out.append(None if plan is None else self._assemble_ids(plan))
-                continue
-            ids = found[pos : pos + len(words)]
-            pos += len(words)
-            out.append(ids if None not in ids else list(chain.from_iterable(map(self.ids_of.__getitem__, words))))
+
+
+def place_words(norm: str, parsed: str) -> tuple[list[str], int, list[int] | None] | None:
+    """MeCab's words (wakati output ``parsed``) placed in the normalised piece ``norm``.
+
+    ``(words, lead, None)`` when the words spell ``norm`` without gaps after ``lead`` whitespace
+    (their tokens then tile it), ``(words, 0, starts)`` with each word's start otherwise, None when
+    a word cannot be found in order (the slow alignment takes the text).
+    """
+    words = parsed.split()  # fugashi strips the output; whitespace inside a word splits anyway
+    joined = "".join(words)
+    if joined == norm:
+        return (words, 0, None)
+    stripped = norm.lstrip()
+    if joined == stripped.rstrip():
+        return (words, len(norm) - len(stripped), None)
+    starts, pos = [], 0
+    for w in words:
+        at = norm.find(w, pos)
+        if at < 0 or (at > pos and not norm[pos:at].isspace()):
+            return None
+        starts.append(at)
+        pos = at + len(w)
+    return (words, 0, starts)
+
+
+_SERIAL = count()  # names a fast path's word-cache spec for the helpers; never reused
+
+
+class _FastPath(_PieceTokens):
+    """MeCab (wakati) + cached WordPiece for one mecab/wordpiece BertJapaneseTokenizer.
+
+    One per tokenizer object (see ``_fast_path_for``). Not meant for concurrent use from several
+    threads: the word cache is filled and read without locks.
+    """
+
+    _CHUNK = 1024  # texts per MeCab-then-WordPiece round (256 measured 20-40 % slower with helpers)
+
+    def __init__(self, tok):
+        import fugashi
+
+        super().__init__(self.spec_of(tok))
+        self.key = next(_SERIAL)
+        self.tok = weakref.proxy(tok)  # the cache holds us; do not keep the tokenizer alive
+        self.option = _mecab_option(tok.mecab_kwargs or {}) + " -Owakati"
+        self.tagger = fugashi.GenericTagger(self.option)
+        self.normalize = tok.word_tokenizer.normalize_text
+        self.added_re, self.added_simple = _added_token_regex(tok)
+
+    @classmethod
+    def create(cls, tok) -> _FastPath | None:
+        """A verified fast path, or None when the config needs the slow alignment."""
+        if not (
+            tok.do_word_tokenize
+            and tok.do_subword_tokenize
+            and tok.word_tokenizer_type == "mecab"
+            and tok.subword_tokenizer_type == "wordpiece"
+        ):
+            return None
+        try:
+            fast = cls(tok)
+            for text in _SELF_CHECK:
+                got, want = fast.align_batch([text])[0], _slow_align(tok, text)
+                ids = tok(text, add_special_tokens=False)["input_ids"]
+                if got is not None and (got != want or got.input_ids != ids):
+                    log.warning("bertkit: fast Japanese path disagrees on %r; using slow", text)
+                    return None
+        except Exception as err:  # any surprise in a third-party config: stay exact, stay slow
+            log.warning("bertkit: fast Japanese path unavailable (%s); using slow", err)
+            return None
+        return fast
+
+    def align_batch(self, texts: list[str], *, ids_only: bool = False) -> list:
+        """Aligned (or, with ``ids_only``, just the ids) per text; None where only the slow
+        alignment can be exact.
+
+        Texts are cut at added tokens into pieces, the pieces parsed by MeCab chunk by chunk, and
+        each chunk's tokens built as soon as its parse is back (``answer``). For a big batch both
+        happen in helper processes (``bertkit.mecab_pool``), and this process only joins pieces.
+        """
+        from bertkit import mecab_pool
+
+        out: list = []
+        join = self._join_ids if ids_only else self._join_aligned
+        with _gc_paused():
+            layouts = [self._layout(t) for t in texts]
+            bounds = range(0, len(texts), self._CHUNK)
+            chunks = [
+                [item[0] for lay in layouts[i : i + self._CHUNK] if lay for item in lay if item[0] is not None]
+                for i in bounds
+            ]
+            answers = mecab_pool.parse_chunks(self.tagger, self.option, self.normalize, chunks, self, "ids" if ids_only else "aligned")
+            for i, answer in zip(bounds, answers):
+                pieces = iter(answer)
+                out += [join(lay, pieces) for lay in layouts[i : i + self._CHUNK]]
         return out
 
-    def _assemble_ids(self, plan) -> list[int]:
-        """Only the ids of ``_assemble``, for a plan with added tokens (``_assemble_ids_chunk`` does the rest)."""
+    @staticmethod
+    def _join_ids(layout, pieces) -> list[int] | None:
+        """A text's ids from its layout and the ids of its pieces (the next ones in ``pieces``)."""
+        if layout is None:
+            return None
+        if len(layout) == 1 and layout[0][0] is not None:  # no added token: the usual case
+            return next(pieces)
         ids: list[int] = []
-        for part in plan:
-            if part[0] is None:  # an added token
-                ids.append(part[1])
-            else:
-                ids += chain.from_iterable(map(self.ids_of.__getitem__, part[0]))
+        for item in layout:
+            ids += next(pieces) if item[0] is not None else (item[1],)
         return ids
 
-    def _assemble(self, plan) -> Aligned:
-        """Concatenate cached words: the hot loop of the module, kept to C-level loops."""
+    @staticmethod
+    def _join_aligned(layout, pieces) -> Aligned | None:
+        """A text's Aligned from its layout and its pieces' ``(ids, offsets, word ids)`` (the next
+        ones in ``pieces``, each relative to its piece); None if any piece needs the slow path."""
+        if layout is None:
+            return None
+        if len(layout) == 1 and layout[0][0] is not None:  # no added token: the usual case
+            got = next(pieces)
+            return None if got is None else Aligned(*got)
+        got = [next(pieces) if item[0] is not None else None for item in layout]  # all of them, to stay in step
         ids, offsets, word_ids = [], [], []
-        next_word = 0
-        for part in plan:
-            if part[0] is None:  # an added token found in the text: a word of its own
-                ids.append(part[1])
-                offsets.append(part[2])
-                word_ids.append(next_word)
-                next_word += 1
-                continue
-            words, nmap, base, lead, starts = part
-            first_word, next_word = next_word, next_word + len(words)
-            single = list(map(self.single.get, words))
-            if None not in single:  # one token per word, the usual case with a real vocabulary
-                ids += single
-                word_ids += range(first_word, next_word)
-                lens = map(len, words)
+        for item, part in zip(layout, got):
+            first_word = word_ids[-1] + 1 if word_ids else 0
+            if item[0] is None:  # an added token found in the text: a word of its own
+                ids.append(item[1])
+                offsets.append(item[2])
+                word_ids.append(first_word)
+            elif part is None:
+                return None
             else:
-                per_word = list(map(self.ids_of.__getitem__, words))
-                ids += chain.from_iterable(per_word)
-                firsts = chain.from_iterable(map(self.firsts.__getitem__, map(len, per_word)))
-                word_ids += islice(accumulate(firsts, initial=first_word - 1), 1, None)
-                lens = chain.from_iterable(map(self.lens_of.__getitem__, words))
-            if starts is None and nmap is None and self.irregular.isdisjoint(words):
-                # Tokens tile the piece: each starts where the previous one ended.
-                edges = list(accumulate(lens, initial=base + lead))
-                offsets += zip(edges, islice(edges, 1, None))
-                continue
-            starts = starts or list(accumulate(map(len, words), initial=lead))
-            rel = map(self._relative, words)
-            spans = [(s + a, s + b) for s, offs in zip(starts, rel) for a, b in offs]
-            if nmap is not None:
-                spans = [(nmap.start(a), nmap.end(b)) for a, b in spans]
-            offsets += [(a + base, b + base) for a, b in spans] if base else spans
+                base = item[1]
+                ids += part[0]
+                offsets += [(a + base, b + base) for a, b in part[1]]
+                word_ids += [w + first_word for w in part[2]]
         return Aligned(ids, offsets, word_ids)
 
+    def _layout(self, text: str):
+        """The text cut at added tokens: ``(piece, start)`` for MeCab, ``(None, id, span)`` for an
+        added token; None when the text needs the slow path."""
+        if "\x00" in text:  # MeCab segments differently around NUL in node and string mode
+            return None
+        if self.added_re is None or not self.added_re.search(text):
+            return [(text, 0)]
+        if not self.added_simple:
+            return None
+        layout, pos = [], 0
+        for m in self.added_re.finditer(text):
+            if pos < m.start():
+                layout.append((text[pos : m.start()], pos))
+            layout.append((None, self.tok.convert_tokens_to_ids(m.group()), m.span()))
+            pos = m.end()
+        if pos < len(text):
+            layout.append((text[pos:], pos))
+        return layout
 
 def _added_token_regex(tok):
     """(regex over the added tokens, whether a regex split equals the trie split) or (None, True)."""

@@ -42,7 +42,8 @@ WORKERS_ENV = "BERTKIT_JA_WORKERS"
 START_CHARS = 500_000  # the smallest batch that starts the helpers
 MIN_CHARS = 50_000  # the smallest batch that running helpers take
 
-Placed = tuple[list[str], int, "list[int] | None"]
+_HELPER_SPECS = 4  # word caches (one per tokenizer) a helper keeps: the most recently sent
+
 Parsed = list[tuple["str | None", str]]
 
 _HELPER_CODE = "import sys; from bertkit.mecab_pool import _helper_main; _helper_main(sys.argv[1], sys.argv[2] == '1')"
@@ -57,47 +58,13 @@ def parse_here(tagger, normalize: bool, pieces: list[str]) -> Parsed:
     return out
 
 
-def _placed(pieces: list[str], parsed: Parsed) -> list:
-    """``parse_here`` answers with each piece's words placed (``place_words``)."""
-    return [(norm, place_words(piece if norm is None else norm, out)) for piece, (norm, out) in zip(pieces, parsed)]
+def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]], tokens, what: str) -> Iterator[list]:
+    """``tokens.answer(what, chunk, parse)`` for every chunk, in order.
 
-
-def _split(pieces: list[str], parsed: Parsed) -> list:
-    """``parse_here`` answers with each piece's words, not placed."""
-    return [(norm, (out.split(), 0, None)) for norm, out in parsed]
-
-
-def place_words(norm: str, parsed: str) -> Placed | None:
-    """MeCab's words (wakati output ``parsed``) placed in the normalised piece ``norm``.
-
-    ``(words, lead, None)`` when the words spell ``norm`` without gaps after ``lead`` whitespace
-    (their tokens then tile it), ``(words, 0, starts)`` with each word's start otherwise, None when
-    a word cannot be found in order (the slow alignment takes the text).
+    The parse happens in the helpers when they pay, else here with ``tagger``. With helpers, the
+    answer is built in them too when ``what`` is in ``tokens.BUILT_APART`` (each helper builds its
+    own ``tokens`` from ``tokens.spec``), else here from their parse.
     """
-    words = parsed.split()  # fugashi strips the output; whitespace inside a word splits anyway
-    joined = "".join(words)
-    if joined == norm:
-        return (words, 0, None)
-    stripped = norm.lstrip()
-    if joined == stripped.rstrip():
-        return (words, len(norm) - len(stripped), None)
-    starts, pos = [], 0
-    for w in words:
-        at = norm.find(w, pos)
-        if at < 0 or (at > pos and not norm[pos:at].isspace()):
-            return None
-        starts.append(at)
-        pos = at + len(w)
-    return (words, 0, starts)
-
-
-def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]], place: bool = True) -> Iterator[Parsed]:
-    """The parse of every chunk, in order; through helpers when they pay, else with ``tagger``.
-
-    With ``place=False`` the words are only split (``(words, 0, None)``), not placed in the text:
-    enough for ids, which do not depend on where a word sits.
-    """
-    placed = _placed if place else _split
     helpers = None
     chars = sum(len(p) for chunk in chunks for p in chunk)
     if chars >= START_CHARS or (chars >= MIN_CHARS and (option, normalize) in _POOLS):
@@ -105,15 +72,16 @@ def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]], 
     done = 0
     if helpers is not None:
         try:
-            for chunk, parsed in zip(chunks, helpers.map(chunks)):
-                yield placed(chunk, parsed)
+            apart = what in tokens.BUILT_APART
+            for chunk, got in zip(chunks, helpers.map(chunks, tokens, what if apart else "parse")):
+                yield tokens.unpack(what, got) if apart else tokens.answer(what, chunk, got)
                 done += 1
             return
         except _HelperFailed as err:
             log.warning("bertkit: MeCab helper processes failed (%s); parsing in this process", err)
             _drop(option, normalize)
     for chunk in chunks[done:]:
-        yield placed(chunk, parse_here(tagger, normalize, chunk))
+        yield tokens.answer(what, chunk, parse_here(tagger, normalize, chunk))
 
 
 def configured_workers() -> int:
@@ -143,6 +111,7 @@ class _Helpers:
 
     def __init__(self, option: str, normalize: bool, n: int):
         self.owner = os.getpid()  # a forked child inherits this object but must never touch these helpers
+        self.specs: list[int] = []  # the word-cache specs every helper holds, oldest first
         env = dict(os.environ)
         # Import bertkit from where this process did, installed or not.
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,26 +146,34 @@ class _Helpers:
         except OSError:
             pass
 
-    def map(self, chunks: list[list[str]]) -> Iterator[Parsed]:
-        """Send all chunks round-robin, then read the answers back in order.
+    def map(self, chunks: list[list[str]], tokens, what: str) -> Iterator[list]:
+        """Send all chunks round-robin, then read the answers back in order (see ``parse_chunks``).
+
+        A helper gets ``tokens.spec`` once, before the first chunk it is to answer with it.
 
         Every answer must be read before the helpers can serve another batch; a caller that stops
         early (an exception while it uses an answer) leaves them out of step, so they are closed.
         """
         n = len(self.procs)
+        if what != "parse" and tokens.key not in self.specs:
+            for inbox in self.inboxes:
+                inbox.put(("spec", tokens.key, tokens.spec))
+            self.specs.append(tokens.key)
+            del self.specs[:-_HELPER_SPECS]  # what each helper forgets too
         for i, chunk in enumerate(chunks):
-            self.inboxes[i % n].put(chunk)
+            self.inboxes[i % n].put((what, tokens.key, chunk))
         read = 0
         try:
             for i, chunk in enumerate(chunks):
                 try:
-                    parsed = pickle.load(self.procs[i % n].stdout)
+                    got = pickle.load(self.procs[i % n].stdout)
                 except (EOFError, OSError, pickle.UnpicklingError) as err:
                     raise _HelperFailed(f"helper {i % n} stopped answering: {err!r}") from err
-                if len(parsed) != len(chunk):
-                    raise _HelperFailed(f"helper {i % n} answered {len(parsed)} pieces for {len(chunk)}")
+                pieces = len(got if what == "parse" else got[0])  # a packed answer starts with a size per piece
+                if pieces != len(chunk):
+                    raise _HelperFailed(f"helper {i % n} answered {pieces} pieces for {len(chunk)}")
                 read += 1
-                yield parsed
+                yield got
         finally:
             if read != len(chunks):
                 self.close()
@@ -264,20 +241,36 @@ def shutdown() -> None:
 
 
 def _helper_main(option: str, normalize: bool) -> None:
-    """The helper's loop: pieces in, parses out, until stdin closes."""
+    """The helper's loop until stdin closes: ``("parse", key, pieces)`` in, their ``parse_here``
+    out; ``("spec", key, spec)`` in builds a ``bertkit.japanese._PieceTokens`` (no answer); another
+    ``(what, key, pieces)`` in, the packed ``answer`` of the tokens of spec ``key`` out."""
+    import gc
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Answers are lists of ints and int tuples, never in a cycle: the collector's passes while
+    # they are built free nothing and took up to a third of a helper's time. Off for good here.
+    gc.disable()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed from here on goes to stderr, not into the answers
     import fugashi
 
     tagger = fugashi.GenericTagger(option)
+    tokens: dict = {}
     stdin = sys.stdin.buffer
     while True:
         try:
-            pieces = pickle.load(stdin)
+            what, key, payload = pickle.load(stdin)
         except EOFError:
             return
-        pickle.dump(parse_here(tagger, normalize, pieces), out, protocol=pickle.HIGHEST_PROTOCOL)
+        if what == "spec":
+            from bertkit.japanese import _PieceTokens
+
+            tokens[key] = _PieceTokens(payload)
+            for old in list(tokens)[:-_HELPER_SPECS]:
+                del tokens[old]
+            continue
+        parsed = parse_here(tagger, normalize, payload)
+        answer = parsed if what == "parse" else tokens[key].pack(what, tokens[key].answer(what, payload, parsed))
+        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()

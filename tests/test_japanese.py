@@ -427,9 +427,9 @@ def test_helpers_start_only_for_a_big_batch_then_serve_smaller_ones(ja, helpers_
     served = []
     real_map = helpers_on._Helpers.map
 
-    def counting(self, chunks):
+    def counting(self, chunks, tokens, what):
         served.append(len(chunks))
-        return real_map(self, chunks)
+        return real_map(self, chunks, tokens, what)
 
     monkeypatch.setattr(helpers_on._Helpers, "map", counting)
     monkeypatch.setattr(helpers_on, "START_CHARS", chars + 1)
@@ -440,6 +440,23 @@ def test_helpers_start_only_for_a_big_batch_then_serve_smaller_ones(ja, helpers_
     assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # running helpers take it
     monkeypatch.setattr(helpers_on, "MIN_CHARS", chars + 1)
     assert japanese.token_ids_batch(ja, texts) == expected and len(served) == 2  # too small even for them
+
+
+def test_helpers_serve_tokenizers_in_turn_with_each_ones_vocabulary(tokenizers, helpers_on, monkeypatch):
+    """A helper builds the ids itself, from each tokenizer's own word cache: two tokenizers that
+    share one MeCab (one set of helpers) but not their casing take turns; with room for one
+    cache, each turn replaces the other's and must send its own again."""
+    monkeypatch.setattr(helpers_on, "_HELPER_SPECS", 1)
+    plain, lower = tokenizers["mecab-unidic"], tokenizers["mecab-unidic-lower"]
+    texts = [f"{w} CAFÉ の ABC と 東京都{i}" for i, w in enumerate(WORDS * 4)]
+    want = {id(t): [t(x, add_special_tokens=False)["input_ids"] for x in texts] for t in (plain, lower)}
+    assert want[id(plain)] != want[id(lower)]
+    sent = []
+    real_put = helpers_on.queue.Queue.put
+    monkeypatch.setattr(helpers_on.queue.Queue, "put", lambda q, item: (sent.append(item and item[0]), real_put(q, item))[1])
+    for tok in (plain, lower, plain, lower):
+        assert japanese.token_ids_batch(tok, texts) == want[id(tok)]
+    assert len(helpers_on._POOLS) == 1 and sent.count("spec") == 4 * 2  # every turn, to both helpers
 
 
 def test_a_forked_child_never_uses_or_closes_the_parents_helpers(ja, helpers_on, monkeypatch):
