@@ -49,6 +49,10 @@ from bertkit.errors import BertkitError
 log = logging.getLogger(__name__)
 
 _JA_MODULE = "transformers.models.bert_japanese.tokenization_bert_japanese"
+# MeCab can crash the whole process on one very long input (measured here: 830,000 characters of
+# repeated Japanese, 2.5 MB of UTF-8; real text at 905,000 characters), and BertJapaneseTokenizer
+# hands it each text whole; such a text is refused before it gets there.
+MAX_TEXT_CHARS = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Al
     """``align`` for many texts; the fast path parses each text once and batches the WordPiece."""
     if getattr(tokenizer, "is_fast", False):
         return _align_native(tokenizer, texts)
+    _check_lengths(texts)
     fast = _japanese_fast_path(tokenizer, method)
     if fast is None:
         return [_slow_align(tokenizer, text) for text in texts]
@@ -94,11 +99,23 @@ def token_ids_batch(tokenizer, texts: list[str]) -> list[list[int]]:
     """
     if getattr(tokenizer, "is_fast", False):
         return tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    _check_lengths(texts)
     fast = _japanese_fast_path(tokenizer, "auto")
     if fast is None:
         return [_slow_align(tokenizer, text).input_ids for text in texts]
     results = fast.align_batch(texts, ids_only=True)
     return [r if r is not None else _slow_align(tokenizer, t).input_ids for r, t in zip(results, texts)]
+
+
+def _check_lengths(texts: list[str]) -> None:
+    """Refuse a text too long for MeCab in one piece (``MAX_TEXT_CHARS``), before it crashes."""
+    if max(map(len, texts), default=0) > MAX_TEXT_CHARS:
+        text = next(t for t in texts if len(t) > MAX_TEXT_CHARS)
+        raise BertkitError(
+            f"a text of {len(text):,} characters (starting {text[:20]!r}) is longer than MeCab can parse in one "
+            f"piece ({MAX_TEXT_CHARS:,} characters; longer input can crash it)",
+            hint="split long documents into paragraphs or lines, one per row (or per line of a corpus file)",
+        )
 
 
 def _japanese_fast_path(tokenizer, method: str) -> _FastPath | None:

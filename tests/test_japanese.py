@@ -279,6 +279,15 @@ def test_mecab_stops_at_nul(ja, method):
     assert _slices(ja, "東京\x00大阪", method) == [("東京", "東京")]
 
 
+def test_a_text_too_long_for_mecab_is_refused_not_crashed_on(ja, monkeypatch):
+    monkeypatch.setattr(japanese, "MAX_TEXT_CHARS", 11)
+    ok = "東京都に住んでいます。"  # 11 characters: at the limit is fine
+    assert japanese.token_ids_batch(ja, [ok]) == [ja(ok, add_special_tokens=False)["input_ids"]]
+    for call in (japanese.token_ids_batch, align_batch):
+        with pytest.raises(BertkitError, match="12 characters .*'東京都に住んでいます。x'.* longer than MeCab"):
+            call(ja, ["短い", "東京都に住んでいます。x"])
+
+
 def test_lower_case_keeps_original_spans(tokenizers):
     tok = tokenizers["mecab-unidic-lower"]
     assert _slices(tok, "ＡＢＣ abc", "fast") == [("abc", "ＡＢＣ"), ("abc", "abc")]
