@@ -49,9 +49,9 @@ from bertkit.errors import BertkitError
 log = logging.getLogger(__name__)
 
 _JA_MODULE = "transformers.models.bert_japanese.tokenization_bert_japanese"
-# MeCab can crash the whole process on one very long input (measured here: 830,000 characters of
-# repeated Japanese, 2.5 MB of UTF-8; real text at 905,000 characters), and BertJapaneseTokenizer
-# hands it each text whole; such a text is refused before it gets there.
+# MeCab can crash the whole process on one very long input, and BertJapaneseTokenizer hands it each
+# text whole (measured here: "東京都に住んでいます。x" repeated to 900,000 characters, 2.55 MB of
+# UTF-8, crashed both the tokenizer and fugashi; 840,000 did not); such a text is refused first.
 MAX_TEXT_CHARS = 500_000
 
 
