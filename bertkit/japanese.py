@@ -592,7 +592,7 @@ class _PieceTokens:
     _CACHE_LIMIT = 500_000  # words; cleared when full (Zipf: it refills with the frequent ones)
     # The answers a MeCab helper builds itself rather than sending its parse back. Ids are small
     # to send; offsets and word ids cost more to send and unpack (pickle, 4 ints a token) than
-    # to build here: 0.94-1.12 s for all the bench's lines built apart, 0.70-0.75 s built here.
+    # to build here: 0.94-1.12 s for all the bench's lines built apart, 0.77-0.80 s built here.
     BUILT_APART = frozenset({"ids"})
 
     def __init__(self, spec: dict):
@@ -647,13 +647,13 @@ class _PieceTokens:
         return [None if p is None else self._assemble(*p) for p in parts]
 
     @staticmethod
-    def pack(what: str, answer: list) -> tuple:
-        """An answer built apart (ids: a list per piece) as a size per piece and one flat int
-        array, which pickle sends and ``unpack`` rebuilds several times faster than lists."""
+    def pack(answer: list) -> tuple:
+        """An answer built apart (``BUILT_APART``: ids, a list per piece) as a size per piece and
+        one flat int array, which pickle sends and ``unpack`` rebuilds several times faster."""
         return array.array("i", map(len, answer)), array.array("i", chain.from_iterable(answer))
 
     @staticmethod
-    def unpack(what: str, packed: tuple) -> list:
+    def unpack(packed: tuple) -> list:
         """The answer that ``pack`` flattened."""
         sizes, flat = packed
         ids = flat.tolist()
@@ -909,6 +909,7 @@ class _FastPath(_PieceTokens):
         if pos < len(text):
             layout.append((text[pos:], pos))
         return layout
+
 
 def _added_token_regex(tok):
     """(regex over the added tokens, whether a regex split equals the trie split) or (None, True)."""

@@ -2,15 +2,18 @@
 
 MeCab is the biggest part of the Japanese fast path's time, and fugashi holds the GIL while it
 parses, so threads do not help; helper processes do. ``parse_chunks`` takes the text pieces of a
-batch in chunks and yields, for every chunk in order, ``(normalised piece or None if unchanged,
-MeCab wakati output)`` per piece. On a big enough batch with helpers allowed, the helpers parse
-chunks k+1, k+2, ... while the caller builds tokens from chunk k; otherwise the parse happens here.
-Either way the answer is the same: helpers run the same MeCab options and the same NFKC.
+batch in chunks and yields, for every chunk in order, the tokens of its pieces as the caller's
+``tokens`` object (``bertkit.japanese._PieceTokens``) builds them from the parse. On a big enough
+batch with helpers allowed, the helpers parse chunks k+1, k+2, ... while the caller builds tokens
+from chunk k; for ids alone, the helpers build the tokens too, from a copy of the word cache made
+from ``tokens.spec``, so the caller only joins them. Otherwise everything happens here. Either way
+the answer is the same: helpers run the same MeCab options, the same NFKC and the same code.
 
-A helper is a plain ``python -c`` child that imports only this module and fugashi: no
+A helper is a plain ``python -c`` child that imports only this module, fugashi and (for ids)
+``bertkit.japanese`` and ``tokenizers``: no
 multiprocessing, whose spawn and forkserver children re-import the user's main script (running
 an unguarded script a second time), and whose fork copies a process that may hold CUDA or OpenMP
-state. It reads pickled lists of pieces on stdin and writes pickled answers on its own copy of
+state. It reads pickled requests on stdin and writes pickled answers on its own copy of
 stdout (its fd 1 is pointed at stderr, so nothing printed there can corrupt the stream). It
 ignores Ctrl-C (the parent decides) and exits when its stdin closes, which happens at the
 parent's exit, or when the parent dies.
@@ -74,7 +77,7 @@ def parse_chunks(tagger, option: str, normalize: bool, chunks: list[list[str]], 
         try:
             apart = what in tokens.BUILT_APART
             for chunk, got in zip(chunks, helpers.map(chunks, tokens, what if apart else "parse")):
-                yield tokens.unpack(what, got) if apart else tokens.answer(what, chunk, got)
+                yield tokens.unpack(got) if apart else tokens.answer(what, chunk, got)
                 done += 1
             return
         except _HelperFailed as err:
@@ -248,8 +251,8 @@ def _helper_main(option: str, normalize: bool) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Answers are lists of ints and int tuples, never in a cycle: the collector's passes while
-    # they are built free nothing and took up to a third of a helper's time. Off for good here.
+    # Nothing a helper makes is ever in a cycle (strings, lists of ints, the word cache), so the
+    # collector's passes would free nothing: off for good.
     gc.disable()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed from here on goes to stderr, not into the answers
@@ -271,6 +274,6 @@ def _helper_main(option: str, normalize: bool) -> None:
                 del tokens[old]
             continue
         parsed = parse_here(tagger, normalize, payload)
-        answer = parsed if what == "parse" else tokens[key].pack(what, tokens[key].answer(what, payload, parsed))
+        answer = parsed if what == "parse" else tokens[key].pack(tokens[key].answer(what, payload, parsed))
         pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
