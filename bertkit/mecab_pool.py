@@ -21,9 +21,11 @@ parent's exit, or when the parent dies.
 Configuration: ``BERTKIT_JA_WORKERS=N`` sets the number of helpers (0 turns them off). The default
 is one per usable CPU up to 4, and none inside a multi-process run (``WORLD_SIZE`` > 1), where
 each process already has its core. Helpers start with the first batch of ``START_CHARS`` characters
-or more (starting them takes ~0.25 s, which a smaller batch does not win back: 181,532 characters of
-Japanese reviews took 0.433 s with helpers started for them, 0.409 s without); once running, they take
-every batch of ``MIN_CHARS`` or more.
+or more: starting them costs more than a smaller batch wins back. Fresh processes, random lines of
+the benchmark's Japanese text, ids: 178,197 characters took 0.216-0.241 s with helpers started for
+them, 0.164-0.190 s without; 299,014 characters 0.252-0.255 s vs 0.276-0.301 s; 357,581 characters
+0.256-0.259 s vs 0.332-0.349 s (ids + offsets + word ids, 299,014: 0.283-0.356 s vs 0.341-0.412 s).
+Once running, they take every batch of ``MIN_CHARS`` or more.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from collections.abc import Iterator
 log = logging.getLogger(__name__)
 
 WORKERS_ENV = "BERTKIT_JA_WORKERS"
-START_CHARS = 500_000  # the smallest batch that starts the helpers
+START_CHARS = 300_000  # the smallest batch that starts the helpers
 MIN_CHARS = 50_000  # the smallest batch that running helpers take
 
 _HELPER_SPECS = 4  # word caches (one per tokenizer) a helper keeps: the most recently sent
