@@ -607,7 +607,7 @@ class _PieceTokens:
         self.never_split = spec["never_split"]
         self.id_fix = spec["id_fix"]
         self.wordpiece = Tokenizer(  # used through .model.tokenize: one word in, pieces out
-            WordPiece(vocab=dict(self.vocab), unk_token=self.unk, continuing_subword_prefix="##",
+            WordPiece(vocab=self.vocab, unk_token=self.unk, continuing_subword_prefix="##",
                       max_input_chars_per_word=self.max_chars)
         )
         # The cache, one table per shape the assembly needs (word -> ...):
@@ -755,7 +755,6 @@ class _PieceTokens:
         if len(low) == len(word):
             return low, None
         return low, _Tracked.of(word).map(str.lower).spans
-
 
 
 def place_words(norm: str, parsed: str) -> tuple[list[str], int, list[int] | None] | None:

@@ -460,9 +460,14 @@ def test_helpers_serve_tokenizers_in_turn_with_each_ones_vocabulary(tokenizers, 
     texts = [f"{w} CAFÉ の ABC と 東京都{i}" for i, w in enumerate(WORDS * 4)]
     want = {id(t): [t(x, add_special_tokens=False)["input_ids"] for x in texts] for t in (plain, lower)}
     assert want[id(plain)] != want[id(lower)]
-    sent = []
+    sent = []  # the kind of every request put in a helper's inbox
     real_put = helpers_on.queue.Queue.put
-    monkeypatch.setattr(helpers_on.queue.Queue, "put", lambda q, item: (sent.append(item and item[0]), real_put(q, item))[1])
+
+    def recording_put(inbox, item):
+        sent.append(item and item[0])
+        return real_put(inbox, item)
+
+    monkeypatch.setattr(helpers_on.queue.Queue, "put", recording_put)
     for tok in (plain, lower, plain, lower):
         assert japanese.token_ids_batch(tok, texts) == want[id(tok)]
     assert len(helpers_on._POOLS) == 1 and sent.count("spec") == 4 * 2  # every turn, to both helpers
