@@ -62,8 +62,12 @@ def _in_hub_cache(ref: str) -> bool:
         return False
 
 
-def resolve(ref: str) -> tuple[str, bool]:
-    """Return (path or hub id, local_files_only). Raises BertkitError when it cannot be loaded."""
+def resolve(ref: str, *, tokenizer: bool = False) -> tuple[str, bool]:
+    """Return (path or hub id, local_files_only). Raises BertkitError when it cannot be loaded.
+
+    With ``tokenizer``, a directory that holds only a tokenizer (``tokenizer_config.json``, as
+    ``bertkit build-tokenizer`` and ``save_pretrained`` of a tokenizer write it) is enough.
+    """
     if ref in ALIASES:
         return _alias_path(ref), True
     path = Path(ref).expanduser()
@@ -72,7 +76,7 @@ def resolve(ref: str) -> tuple[str, bool]:
         if not path.is_dir():
             raise BertkitError(f"model path {path} is a file; a model is a directory with config.json and weights",
                                "point model= at the directory")
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not (tokenizer and (path / "tokenizer_config.json").exists()):
             raise BertkitError(f"model directory {path} has no config.json, so it is not a saved model",
                                "point model= at a directory written by save_pretrained or bertkit")
         return str(path), True
@@ -103,7 +107,7 @@ def check_weights(path: str, allow_pickle: bool) -> None:
 def load_tokenizer(ref: str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
-    location, local_only = resolve(ref)
+    location, local_only = resolve(ref, tokenizer=True)
     _warn_remote_code(ref, location, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only,

@@ -33,6 +33,10 @@ def test_japanese_tokenizer_and_model_from_a_corpus(tmp_path: Path) -> None:
     spans = [(t["start"], t["end"], t["text"]) for t in entry["tokens"] if t["start"] is not None]
     assert "".join(text for _, _, text in spans) == "売上高は増加"
     assert all("売上高は増加"[s:e] == text for s, e, text in spans)
+    # the tokenizer directory itself (no config.json: not a model) works too, as the README shows
+    from_tokenizer = runner.invoke(app, ["tokenize", str(tmp_path / "tok"), "売上高は増加", "--json"])
+    assert from_tokenizer.exit_code == 0, from_tokenizer.output
+    assert json.loads(from_tokenizer.output) == [entry]
 
 
 def test_existing_output_is_refused(tmp_path: Path) -> None:
