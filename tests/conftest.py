@@ -15,6 +15,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def pytest_configure(config):
+    """Give transformers' log handler its stream now. It binds ``sys.stderr`` when transformers first
+    logs; if that happens inside a ``CliRunner`` invocation, the handler keeps the runner's stream,
+    closed once the invocation ends, and every later warning prints "--- Logging error ---" with a
+    traceback into some other test's output (seen: test_cli_tools, then test_reliability alone)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers")
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 POSITIVE = ["good", "great", "wonderful", "excellent", "lovely", "brilliant", "fun", "superb"]
