@@ -1,0 +1,227 @@
+"""Parity harness: bertkit against the standard recipe on the same rows, as whole commands, over seeds.
+
+    python bench/parity.py [--tasks classification,ner,qa] [--seeds 3] [--data ../shared/data]
+                           [--sides standard,bertkit] [--set ner:precision=fp32 ...] [--json FILE]
+
+For each task it draws fixed rows from ``../shared/data`` (the draw does not change with the seed),
+then for each seed runs, each in its own process and timed from start to exit:
+
+- ``standard``: ``bench/standard_recipe.py`` (the Hugging Face example way: ``padding="max_length"``,
+  fp32, stock ``Trainer``, first sub-token labelled);
+- ``bertkit``: ``bertkit finetune`` with the task's shipped recipe, given the same train and test files
+  and the same model, max_length, epochs, learning rate, batch size and seed.
+
+Both sides train on the same training rows and are scored on the same test rows; neither sees the test
+rows before its final evaluation. Printed per task: the metric of each seed, mean +- std, the difference
+(bertkit - standard) and the whole-command time with the speed ratio. ``--set TASK:key=value`` adds a
+bertkit override (for A/B studies: ``--sides bertkit --set ner:precision=fp32``).
+
+| task | data | rows (train / test) | settings |
+|---|---|---|---|
+| classification | imdb/train.jsonl | 2,000 / 1,000 | max_length 256, 1 epoch, lr 5e-5, batch 16 |
+| ner | ncbi_disease train.tsv / test.tsv | 3,000 / 940 sentences | max_length 128, 2 epochs, lr 5e-5, batch 16 |
+| qa | squad/train.json, split by article | 2,000 / 1,000 questions | max_length 256, stride 64, 1 epoch, lr 5e-5, batch 16 |
+
+The sizes are options (``--cls-train``, ``--ner-train``, ``--qa-train``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+METRIC = {"classification": "accuracy", "ner": "f1", "qa": "f1"}
+SCALE = {"classification": 100, "ner": 100, "qa": 1}  # report every metric in points
+RECIPE = {"classification": "imdb.yaml", "ner": "ncbi-disease-ner.yaml", "qa": "squad.yaml"}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def conll_sentences(path: Path) -> list[list[str]]:
+    """Sentences as lists of raw lines (token<TAB>tag)."""
+    out, current = [], []
+    for line in path.open(encoding="utf-8"):
+        if line.strip():
+            current.append(line.rstrip("\n"))
+        elif current:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+def write_conll(path: Path, sentences: list[list[str]]) -> Path:
+    path.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
+    return path
+
+
+def draw(task: str, args, data: Path, out: Path) -> dict[str, Path]:
+    """The fixed train / test rows of one task, as files both sides read."""
+    rng = random.Random(args.data_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    if task == "classification":
+        rows = common.read_jsonl(data / "imdb" / "train.jsonl")
+        rng.shuffle(rows)
+        n, m = args.cls_train, args.cls_test
+        return {"train": write_jsonl(out / "train.jsonl", rows[:n]), "test": write_jsonl(out / "test.jsonl", rows[n:n + m])}
+    if task == "ner":
+        train = conll_sentences(data / "ncbi_disease" / "train.tsv")
+        rng.shuffle(train)
+        test = conll_sentences(data / "ncbi_disease" / "test.tsv")[: args.ner_test]
+        return {"train": write_conll(out / "train.tsv", train[: args.ner_train]),
+                "test": write_conll(out / "test.tsv", test)}
+    squad = json.loads((data / "squad" / "train.json").read_text(encoding="utf-8"))["data"]
+    flat = [[{"id": qa["id"], "question": qa["question"], "context": p["context"],
+              "answers": {"text": [a["text"] for a in qa["answers"]],
+                          "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+             for p in article["paragraphs"] for qa in p["qas"]] for article in squad]
+    test_rows = [row for article in flat[-3:] for row in article]  # whole articles: no context seen in training
+    train_rows = [row for article in flat[:-3] for row in article]
+    rng.shuffle(train_rows)
+    rng.shuffle(test_rows)
+    return {"train": write_jsonl(out / "train.jsonl", train_rows[: args.qa_train]),
+            "test": write_jsonl(out / "test.jsonl", test_rows[: args.qa_test])}
+
+
+def settings(task: str, args) -> dict:
+    if task == "classification":
+        return {"max_length": 256, "epochs": 1, "lr": 5e-5, "batch_size": 16}
+    if task == "ner":
+        return {"max_length": 128, "epochs": 2, "lr": 5e-5, "batch_size": 16}
+    return {"max_length": 256, "epochs": 1, "lr": 5e-5, "batch_size": 16, "stride": 64}
+
+
+def timed(command: list[str], log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"failed (exit {proc.returncode}): {' '.join(command)}\n{log.read_text()[-3000:]}")
+    return seconds
+
+
+def run_standard(task: str, files: dict[str, Path], s: dict, seed: int, model: str, work: Path) -> dict:
+    out = work / "standard.json"
+    command = [sys.executable, str(HERE / "standard_recipe.py"), task, "--train", str(files["train"]),
+               "--test", str(files["test"]), "--model", model, "--out", str(out), "--work", str(work / "std"),
+               "--max-length", str(s["max_length"]), "--epochs", str(s["epochs"]), "--lr", str(s["lr"]),
+               "--batch-size", str(s["batch_size"]), "--seed", str(seed)]
+    if task == "qa":
+        command += ["--stride", str(s["stride"])]
+    seconds = timed(command, work / "standard.log")
+    result = json.loads(out.read_text())
+    return {"metric": result[METRIC[task]] * SCALE[task], "seconds": seconds, "all": result}
+
+
+def run_bertkit(task: str, files: dict[str, Path], s: dict, seed: int, extra: list[str], work: Path) -> dict:
+    output = work / "bertkit-run"
+    bertkit = Path(sys.executable).parent / "bertkit"
+    command = [str(bertkit), "finetune", str(common.REPO / "recipes" / RECIPE[task]), "model=minilm-l6",
+               "data.dataset=null", f"data.train={files['train']}", "data.validation=null", f"data.test={files['test']}",
+               f"output_dir={output}", f"seed={seed}", f"max_length={s['max_length']}",
+               f"training.num_train_epochs={s['epochs']}", f"training.learning_rate={s['lr']}",
+               f"training.per_device_train_batch_size={s['batch_size']}", "--overwrite"]
+    if task == "qa":
+        command.append(f"qa.doc_stride={s['stride']}")
+    seconds = timed(command + extra, work / "bertkit.log")
+    metrics = json.loads((output / "metrics.json").read_text())["test"]
+    return {"metric": metrics[METRIC[task]] * SCALE[task], "seconds": seconds,
+            "all": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(common.DEFAULT_DATA))
+    parser.add_argument("--tasks", default="classification,ner,qa")
+    parser.add_argument("--sides", default="standard,bertkit")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=42)
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the row draw (fixed across training seeds)")
+    parser.add_argument("--cls-train", type=int, default=2000)
+    parser.add_argument("--cls-test", type=int, default=1000)
+    parser.add_argument("--ner-train", type=int, default=3000)
+    parser.add_argument("--ner-test", type=int, default=940)
+    parser.add_argument("--qa-train", type=int, default=2000)
+    parser.add_argument("--qa-test", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="TASK:KEY=VALUE",
+                        help="an extra bertkit override for one task (repeatable)")
+    parser.add_argument("--json", help="write every result here")
+    args = parser.parse_args(argv)
+
+    from bertkit import models
+
+    model = models.resolve("minilm-l6")[0]
+    tasks = args.tasks.split(",")
+    sides = args.sides.split(",")
+    extra = {t: [s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == t] for t in tasks}
+    report: dict = {"benchmark": "parity", "machine": common.machine(), "settings": vars(args), "tasks": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in tasks:
+            files = draw(task, args, Path(args.data), Path(tmp) / task / "data")
+            s = settings(task, args)
+            results: dict[str, list[dict]] = {side: [] for side in sides}
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                for side in sides:
+                    work = Path(tmp) / task / f"{side}-{seed}"
+                    work.mkdir(parents=True)
+                    print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed}: {side}", file=sys.stderr, flush=True)
+                    r = (run_standard(task, files, s, seed, model, work) if side == "standard"
+                         else run_bertkit(task, files, s, seed, extra[task], work))
+                    print(f"    {METRIC[task]} {r['metric']:.2f}, {r['seconds']:.1f} s", file=sys.stderr, flush=True)
+                    results[side].append(r)
+            report["tasks"][task] = {"settings": s, "extra": extra[task], "results": results}
+            print_task(task, s, extra[task], results, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def print_task(task: str, s: dict, extra: list[str], results: dict[str, list[dict]], args) -> None:
+    rows = {"classification": f"{args.cls_train} / {args.cls_test} reviews",
+            "ner": f"{args.ner_train} / {args.ner_test} sentences",
+            "qa": f"{args.qa_train} / {args.qa_test} questions"}[task]
+    print(f"\n{task} ({rows}; {', '.join(f'{k} {v}' for k, v in s.items())}"
+          f"{'; bertkit ' + ' '.join(extra) if extra else ''}), {METRIC[task]} in points:")
+    print(f"  {'side':10s} {'per seed':32s} {'mean +- std':>16s} {'seconds (mean)':>15s}")
+    for side, rs in results.items():
+        values = [r["metric"] for r in rs]
+        print(f"  {side:10s} {' '.join(f'{v:6.2f}' for v in values):32s} {mean_std(values):>16s} "
+              f"{statistics.mean(r['seconds'] for r in rs):15.1f}")
+    if "standard" in results and "bertkit" in results:
+        a = statistics.mean(r["metric"] for r in results["bertkit"])
+        b = statistics.mean(r["metric"] for r in results["standard"])
+        ta = statistics.mean(r["seconds"] for r in results["bertkit"])
+        tb = statistics.mean(r["seconds"] for r in results["standard"])
+        print(f"  bertkit - standard: {a - b:+.2f} points; speed (whole command): {tb / ta:.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
