@@ -146,7 +146,30 @@ def run_bertkit(task: str, files: dict[str, Path], s: dict, seed: int, extra: li
     seconds = timed(command + extra, work / "bertkit.log")
     metrics = json.loads((output / "metrics.json").read_text())["test"]
     return {"metric": metrics[METRIC[task]] * SCALE[task], "seconds": seconds,
+            "standard_scorer": rescore(task, output / "predictions.jsonl"),
             "all": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+
+def rescore(task: str, predictions: Path) -> float | None:
+    """bertkit's test predictions scored by the standard script's own scorer (seqeval for NER, the
+    script's SQuAD EM/F1 for QA), to tell a difference of scoring from one of training."""
+    import standard_recipe
+
+    rows = common.read_jsonl(predictions)
+    if task == "ner":
+        from seqeval.metrics import f1_score
+
+        def tags(n: int, entities: list[dict]) -> list[str]:
+            out = ["O"] * n
+            for e in entities:
+                out[e["start"]:e["end"]] = [f"B-{e['type']}"] + [f"I-{e['type']}"] * (e["end"] - e["start"] - 1)
+            return out
+
+        return 100 * f1_score([tags(len(r["tokens"]), r["gold"]) for r in rows],
+                              [tags(len(r["tokens"]), r["predicted"]) for r in rows])
+    if task == "qa":
+        return 100 * statistics.mean(max(standard_recipe._f1(r["answer"] or "", g) for g in r["gold"]) for r in rows)
+    return None
 
 
 def mean_std(values: list[float]) -> str:
@@ -213,6 +236,9 @@ def print_task(task: str, s: dict, extra: list[str], results: dict[str, list[dic
         values = [r["metric"] for r in rs]
         print(f"  {side:10s} {' '.join(f'{v:6.2f}' for v in values):32s} {mean_std(values):>16s} "
               f"{statistics.mean(r['seconds'] for r in rs):15.1f}")
+    rescored = [r["standard_scorer"] for r in results.get("bertkit", []) if r.get("standard_scorer") is not None]
+    if rescored:
+        print(f"  {'bertkit, scored by the standard script':42s} {mean_std(rescored):>16s}")
     if "standard" in results and "bertkit" in results:
         a = statistics.mean(r["metric"] for r in results["bertkit"])
         b = statistics.mean(r["metric"] for r in results["standard"])

@@ -399,11 +399,28 @@ def limit(dataset: Any, n: int | None) -> Any:
     return dataset if n is None or len(dataset) <= n else dataset.select(range(n))
 
 
-def ensure_validation(dsd: Any, cfg: DataConfig, seed: int, stratify: list[Any] | None = None) -> Any:
-    """Hold out ``validation_size`` of train when no validation split exists, stratified if labels are given."""
+DEFAULT_VALIDATION_SIZE = 0.1
+
+
+def validation_fraction(dsd: Any, cfg: DataConfig, always: bool = False) -> float:
+    """How much of train to hold out: ``data.validation_size`` if set; else 0.1 when nothing else
+    could be scored (no test split) or the task always measures held-out data (``always``), and 0
+    when a test split is given, so that every training row trains, as in the standard recipe."""
+    if "validation" in dsd:
+        return 0.0
+    if cfg.validation_size is not None:
+        return cfg.validation_size
+    return DEFAULT_VALIDATION_SIZE if always or "test" not in dsd else 0.0
+
+
+def ensure_validation(dsd: Any, cfg: DataConfig, seed: int, stratify: list[Any] | None = None,
+                      always: bool = False) -> Any:
+    """Hold out ``validation_fraction`` of train when no validation split exists, stratified if
+    labels are given; with a fraction of 0 the splits stay as they are (no validation split)."""
     import datasets
 
-    if "validation" in dsd:
+    size = validation_fraction(dsd, cfg, always)
+    if size == 0:
         return dsd
     train = dsd["train"]
     if len(train) < 4:
@@ -412,8 +429,8 @@ def ensure_validation(dsd: Any, cfg: DataConfig, seed: int, stratify: list[Any] 
     from sklearn.model_selection import train_test_split
 
     indices = list(range(len(train)))
-    can_stratify = stratify is not None and _stratifiable(stratify, cfg.validation_size)
-    train_idx, val_idx = train_test_split(indices, test_size=cfg.validation_size, random_state=seed,
+    can_stratify = stratify is not None and _stratifiable(stratify, size)
+    train_idx, val_idx = train_test_split(indices, test_size=size, random_state=seed,
                                           stratify=stratify if can_stratify else None)
     out = dict(dsd)
     out["train"] = train.select(sorted(train_idx))

@@ -7,7 +7,7 @@ and asks the Trainer to checkpoint into the staging directory and stop. ``run`` 
 Outside the loop, or on a second signal, a signal interrupts at once (``KeyboardInterrupt``).
 
 A stop mid-epoch skips the end-of-epoch evaluation and save the Trainer would otherwise run right
-away, and ``trainer_class`` draws every epoch's batches from (seed, epoch), so a resumed run sees the
+away, and ``bertkit.trainer`` draws every epoch's batches from (seed, epoch), so a resumed run sees the
 same batches, evaluates at the same steps and ends with the same model and metrics as an
 uninterrupted one (``tests/test_reliability.py`` checks this).
 
@@ -185,42 +185,6 @@ def _agreed(signum: int | None, args: Any) -> int | None:
     flag = torch.tensor([signum or 0], device=args.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return int(flag.item()) or None
-
-
-def trainer_class() -> Any:
-    """``transformers.Trainer`` whose length-grouped batches are drawn from (seed, epoch).
-
-    The stock length-grouped sampler draws each epoch's order from the global RNG, which a resumed
-    run only restores after it has drawn the order of the epoch it resumes in: a stop after the first
-    epoch would resume with other batches. Seeding every epoch on its own makes the order the same
-    with or without a resume.
-    """
-    from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    class EpochSeededSampler(LengthGroupedSampler):
-        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
-            import torch
-
-            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
-            self.seed, self.epoch = seed, 0
-
-        def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch
-            self.epoch = epoch
-
-        def __iter__(self) -> Iterator[int]:
-            self.generator.manual_seed(self.seed + self.epoch)
-            return super().__iter__()
-
-    class ResumableTrainer(Trainer):
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            sampler = super()._get_train_sampler(train_dataset)
-            if type(sampler) is LengthGroupedSampler and sampler.generator is None:
-                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-                return EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
-            return sampler
-
-    return ResumableTrainer
 
 
 def mean_train_loss(log_history: list[dict[str, Any]], fallback: float) -> float:

@@ -40,7 +40,10 @@ class DataConfig:
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
-    validation_size: float = 0.1  # fraction of train held out when there is no validation split
+    # Fraction of train held out when there is no validation split. Default (null): 0.1 when there is
+    # no test split either (something must be scored) or the task measures held-out data (mlm), else 0:
+    # with a test split, train on every row as the standard recipe does. 0: never hold out.
+    validation_size: float | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     empty_text: Literal["drop", "error"] = "drop"
@@ -356,7 +359,7 @@ def _check_ranges(recipe: Recipe, errors: list[str], for_training: bool) -> None
         errors.append(f"'max_length' must be at least 8, got {recipe.max_length}")
     if recipe.attention_dropout is not None and not 0 <= recipe.attention_dropout < 1:
         errors.append(f"'attention_dropout' must be at least 0 and below 1 (or null), got {recipe.attention_dropout}")
-    if not 0 < recipe.data.validation_size < 1:
+    if recipe.data.validation_size is not None and not 0 <= recipe.data.validation_size < 1:
         errors.append(f"'data.validation_size' must be between 0 and 1, got {recipe.data.validation_size}")
     for key in ("max_train_samples", "max_eval_samples"):
         value = getattr(recipe.data, key)

@@ -61,7 +61,12 @@ def prepare(recipe: Recipe) -> Prepared:
         dropped = {}
     spec = task.prepare(raw, recipe)
     raw = data_mod.ensure_validation(raw, recipe.data, recipe.seed, stratify=task.stratify_labels(raw["train"], recipe)
-                                     if hasattr(task, "stratify_labels") else None)
+                                     if hasattr(task, "stratify_labels") else None,
+                                     always=getattr(task, "SCORES_HELD_OUT", False))
+    if "validation" not in raw and recipe.early_stopping_patience:
+        raise BertkitError("early_stopping_patience needs a validation split to watch, and this run has none "
+                           "(a test split is given, so nothing is held out of train by default)",
+                           "give one with data.validation=FILE, or hold some of train out with data.validation_size=0.1")
     import datasets
 
     raw = datasets.DatasetDict({
@@ -103,10 +108,14 @@ def summary_lines(p: Prepared) -> list[str]:
     return lines
 
 
-def training_arguments(recipe: Recipe, work: Path, task: Any) -> Any:
+def training_arguments(recipe: Recipe, work: Path, task: Any, validation: bool = True) -> Any:
+    """The TrainingArguments of a run; ``validation=False``: there is no validation split, so no
+    evaluation while training and the last epoch's model is the one kept."""
     from transformers import TrainingArguments
 
     args = recipe.training_args()
+    if not validation:
+        args.update(eval_strategy="no", load_best_model_at_end=False)
     for key, value in getattr(task, "TRAINING_DEFAULTS", {}).items():  # what the task needs, unless the recipe says
         args[key] = recipe.training.get(key, value)
     metric, greater = task.best_metric(recipe)
@@ -176,7 +185,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
 def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback, set_seed
 
-    Trainer = interrupt.trainer_class()  # noqa: N806 - the stock Trainer, resumable batch order
+    from bertkit.trainer import BertkitTrainer
 
     # Until publish(), everything goes to the staging directory: an interrupted run leaves it for
     # --resume and never leaves anything at output_dir that looks like a finished model. Under a
@@ -190,6 +199,10 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     p = prepare(recipe)
     for line in summary_lines(p):
         log(line)
+    if "validation" not in p.features:
+        log("no validation split: training on every training row, keeping the last epoch's model "
+            "(data.validation_size=0.1 holds some out to choose the best epoch)")
+        args = training_arguments(recipe, work, p.task, validation=False)
     model = models.load_model(recipe.model, p.task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code, **p.spec.model_kwargs(),
                               **models.attention_dropout_kwargs(recipe.model, recipe.attention_dropout))
@@ -204,10 +217,14 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))
-    trainer = Trainer(model=model, args=args, train_dataset=p.features["train"],
-                      eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
-                      data_collator=p.task.collator(p.tokenizer, p.spec), compute_metrics=p.task.compute_metrics(p.spec, recipe),
-                      callbacks=callbacks, compute_loss_func=loss_fn)
+    eval_batch = recipe.training_args().get("per_device_eval_batch_size", 64)
+    trainer = BertkitTrainer(model=model, args=args, train_dataset=p.features["train"],
+                             eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
+                             data_collator=p.task.collator(p.tokenizer, p.spec),
+                             compute_metrics=p.task.compute_metrics(p.spec, recipe), callbacks=callbacks,
+                             compute_loss_func=loss_fn,
+                             evaluate_validation=(lambda m: evaluate_split(p, m, "validation", eval_batch))
+                             if "validation" in p.features else None)
     where["strategy"] = distributed.strategy(trainer)
     log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
         f"effective batch: {effective_batch(args)[1]}")
@@ -301,10 +318,15 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     predictions: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}
     for split in ("validation", "test"):
-        if split in p.features:
+        if split not in p.features:
+            continue
+        # The last evaluated split (test when present) goes to predictions.jsonl. The validation
+        # split was already scored with the kept weights during training, the same way: reuse that.
+        kept = trainer.kept_evaluation() if split == "validation" else None
+        if kept is None:
             log(f"evaluating {split}")
-            # The last evaluated split (test when present) goes to predictions.jsonl.
-            metrics[split], predictions, artifacts = evaluate_split(p, model, split, batch)
+            kept = evaluate_split(p, model, split, batch)
+        metrics[split], predictions, artifacts = kept
     for name, content in artifacts.items():
         outputs.write_json(work / name, content)
     n_train = len(p.features["train"])

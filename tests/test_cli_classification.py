@@ -168,6 +168,25 @@ def test_japanese_classification_end_to_end(tiny_ja_model: Path, ja_sentiment_fi
     assert json.loads(result.stdout.strip().splitlines()[-1])["label"] in ("negative", "positive")
 
 
+def test_train_and_test_only_trains_on_every_row(tiny_recipe: Path, tmp_path: Path) -> None:
+    """No validation split with a test split: every training row trains, nothing is evaluated while
+    training, the last epoch's model is kept and scored on test (as the standard recipe does)."""
+    out = tmp_path / "no-val"
+    result = invoke("finetune", tiny_recipe, "data.validation=null", f"output_dir={out}")
+    assert result.exit_code == 0, result.output
+    assert "splits: train=64, test=24" in result.output and "no validation split" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "validation" not in metrics and metrics["evaluated_split"] == "test"
+    assert metrics["train"]["examples"] == 64
+    log = read_jsonl(out / "train_log.jsonl")
+    assert not any("eval_loss" in entry for entry in log)
+    gold = [json.loads(line)["label"] for line in Path(str(tiny_recipe.parent / "test.jsonl")).read_text().splitlines()]
+    predicted = [row["label"] for row in read_jsonl(out / "predictions.jsonl")]
+    assert metrics["test"]["accuracy"] == pytest.approx(independent_scores(gold, predicted)["accuracy"])
+    result = runner.invoke(app, ["validate", str(tiny_recipe), "data.validation=null", "early_stopping_patience=2"])
+    assert result.exit_code == 1 and "early_stopping_patience needs a validation split" in result.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["finetune", "missing.yaml"], "recipe file missing.yaml does not exist"),
     (["evaluate", "no/such/model", "x.jsonl"], "model path no/such/model does not exist"),

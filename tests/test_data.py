@@ -97,3 +97,20 @@ def test_jsonl_text_may_contain_unicode_line_separators(tmp_path: Path) -> None:
     path = tmp_path / "u.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
     assert data.read_rows(path) == rows
+
+
+def test_nothing_is_held_out_when_a_test_split_is_given(tmp_path: Path) -> None:
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(40)]
+    for name in ("t", "e"):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with_test = DataConfig(train=str(tmp_path / "t.jsonl"), test=str(tmp_path / "e.jsonl"))
+    raw = data.load(with_test)
+    assert set(data.ensure_validation(raw, with_test, seed=1)) == {"train", "test"}  # every row trains
+    # a task that always scores held-out data (mlm), or an explicit fraction, still holds out
+    assert len(data.ensure_validation(raw, with_test, seed=1, always=True)["validation"]) == 4
+    explicit = DataConfig(train=str(tmp_path / "t.jsonl"), test=str(tmp_path / "e.jsonl"), validation_size=0.25)
+    assert len(data.ensure_validation(raw, explicit, seed=1)["validation"]) == 10
+    train_only = DataConfig(train=str(tmp_path / "t.jsonl"))  # nothing else to score: 10 % held out
+    assert len(data.ensure_validation(data.load(train_only), train_only, seed=1)["validation"]) == 4
+    never = DataConfig(train=str(tmp_path / "t.jsonl"), validation_size=0)
+    assert set(data.ensure_validation(data.load(never), never, seed=1)) == {"train"}

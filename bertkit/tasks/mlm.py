@@ -79,6 +79,9 @@ class Options:
 register_task_options("mlm", Options)
 
 PIPELINE_TAG = "fill-mask"
+# Perplexity before and after is measured on held-out documents, so they are held out even when a
+# test split is given (data.ensure_validation).
+SCORES_HELD_OUT = True
 # The masking collator reads word_ids, a column the model's forward() does not take.
 TRAINING_DEFAULTS = {"remove_unused_columns": False}
 
