@@ -178,7 +178,7 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(common.DEFAULT_DATA))
     parser.add_argument("--tasks", default="classification,ner,qa")
@@ -195,7 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="TASK:KEY=VALUE",
                         help="an extra bertkit override for one task (repeatable)")
     parser.add_argument("--json", help="write every result here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments().parse_args(argv)
 
     from bertkit import models
 
