@@ -104,6 +104,7 @@ def ner(args) -> dict:
     model = AutoModelForTokenClassification.from_pretrained(
         args.model, num_labels=len(names), id2label=dict(enumerate(names)), label2id=label_id)
     trainer = Trainer(model=model, args=training_args(args, args.work), train_dataset=encode(train_words, train_tags))
+    trainer.train()
     test = encode(test_words, test_tags)
     out = trainer.predict(test)
     predicted, gold = [], []
@@ -174,6 +175,7 @@ def qa(args) -> dict:
     test = raw["test"].map(test_features, batched=True, remove_columns=raw["test"].column_names)
     model = AutoModelForQuestionAnswering.from_pretrained(args.model)
     trainer = Trainer(model=model, args=training_args(args, args.work), train_dataset=train)
+    trainer.train()
     start_logits, end_logits = trainer.predict(test.remove_columns(["example_id", "offset_mapping"])).predictions[:2]
     by_example = collections.defaultdict(list)
     for i, example_id in enumerate(test["example_id"]):

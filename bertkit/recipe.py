@@ -406,6 +406,7 @@ def from_dict(tree: dict[str, Any], source: str | None = None, for_training: boo
             options_values = None
         options = _build(TASK_OPTIONS[task], options_values or {}, f"{task}.", errors)
     training = _check_training(training_values, errors)
+    _one_best_metric(tree, training, errors)
     for key in list(tree):
         if key not in TOP_LEVEL:
             errors.append(f"unknown key '{key}'{_suggest_nested(key, TOP_LEVEL | section_names | {'data', 'training'})}")
@@ -422,6 +423,24 @@ def from_dict(tree: dict[str, Any], source: str | None = None, for_training: boo
         raise BertkitError(f"{where} has {len(errors)} problem{'s' if len(errors) > 1 else ''}:\n  - {listing}",
                            "fix them in the YAML or override on the command line, e.g. key=value")
     return recipe
+
+
+def _one_best_metric(tree: dict[str, Any], training: dict[str, Any], errors: list[str]) -> None:
+    """One best-model metric, whichever way it is written: ``training.metric_for_best_model`` becomes
+    the top-level ``metric_for_best_model`` (the task derives from its name whether greater is better,
+    so a loss is minimised); ``training.greater_is_better`` is refused, as it could only contradict."""
+    if "greater_is_better" in training:
+        errors.append("'training.greater_is_better' is derived from the best-model metric's name (a loss, mse or mae "
+                      "is minimised, every other metric maximised); remove it")
+        training.pop("greater_is_better")
+    if "metric_for_best_model" not in training:
+        return
+    name = training.pop("metric_for_best_model")
+    top = tree.get("metric_for_best_model")
+    if top is not None and top != name:
+        errors.append(f"the best-model metric is given twice: metric_for_best_model={top!r} and "
+                      f"training.metric_for_best_model={name!r}; keep one")
+    tree["metric_for_best_model"] = name
 
 
 def _load_task_modules() -> None:

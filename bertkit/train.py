@@ -307,7 +307,10 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
 def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str,
                    where: dict[str, Any], padding: dict[str, Any]) -> dict[str, Any]:
     recipe = p.recipe
-    (work / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the settings
+    (work / "training_args.bin").unlink(missing_ok=True)  # a pickle; training_args.json says the same
+    # The TrainingArguments as resolved (bertkit's defaults, the task's, the recipe's, the hardware's):
+    # with recipe.yaml, the output directory alone explains and reproduces the run.
+    (work / "training_args.json").write_text(trainer.args.to_json_string(), encoding="utf-8")
     # The final numbers come from the model as saved, loaded as `bertkit evaluate` loads it, on the
     # full splits: the same whatever wrapped it in training (DDP, FSDP shards, DeepSpeed) and with no
     # sample counted twice.

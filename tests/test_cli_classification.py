@@ -18,6 +18,7 @@ runner = CliRunner()
 OUTPUT_FILES = {
     "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml", "metrics.json",
     "predictions.jsonl", "train_log.jsonl", "README.md", "training_curves.png", "confusion_matrix.png",
+    "training_args.json",
 }
 
 
@@ -166,6 +167,26 @@ def test_japanese_classification_end_to_end(tiny_ja_model: Path, ja_sentiment_fi
     result = invoke("predict", out, "-", input="売上高は増加しました。\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["label"] in ("negative", "positive")
+
+
+def test_training_metric_for_best_model_eval_loss_keeps_the_lowest_loss(tiny_recipe: Path, tmp_path: Path) -> None:
+    """training.metric_for_best_model=eval_loss: the checkpoint with the lowest validation loss is
+    restored (greater_is_better is derived from the name, not the task's default)."""
+    out = tmp_path / "by-loss"
+    result = invoke("finetune", tiny_recipe, "training.metric_for_best_model=eval_loss", "training.num_train_epochs=3",
+                    "training.learning_rate=0.05", f"output_dir={out}")
+    assert result.exit_code == 0, result.output
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["metric_for_best_model"] == "eval_loss" and args["greater_is_better"] is False
+    losses = [e["eval_loss"] for e in read_jsonl(out / "train_log.jsonl") if "eval_loss" in e]
+    assert len(losses) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["best_checkpoint_metric"] == pytest.approx(min(losses))
+    result = runner.invoke(app, ["validate", str(tiny_recipe), "training.greater_is_better=true"])
+    assert result.exit_code == 1 and "'training.greater_is_better' is derived" in result.output
+    result = runner.invoke(app, ["validate", str(tiny_recipe), "metric_for_best_model=accuracy",
+                                 "training.metric_for_best_model=eval_loss"])
+    assert result.exit_code == 1 and "the best-model metric is given twice" in result.output
 
 
 def test_train_and_test_only_trains_on_every_row(tiny_recipe: Path, tmp_path: Path) -> None:
