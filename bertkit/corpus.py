@@ -111,7 +111,7 @@ def document_mode(files: list[Path], declared: str) -> str:
 
 def load(recipe: Any) -> Any:
     """A ``DatasetDict`` with one document per row in ``data.text_column``."""
-    from bertkit.train import log
+    from bertkit.console import log
 
     cfg, opts = recipe.data, recipe.options
     if cfg.dataset:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from bertkit.errors import BertkitError
+from bertkit.errors import BertkitError, Interrupted
 
 T = TypeVar("T")
 
@@ -274,8 +274,6 @@ def launch(command: list[str], *, num_processes: int | None, config_file: str | 
         failed, message, hint = _root_cause(exc.failures)
         codes = {f.exitcode for f in exc.failures.values()}
         if codes <= {130, 143}:  # a rank stopped by a signal, with a checkpoint: keep its exit code
-            from bertkit.interrupt import Interrupted
-
             raise Interrupted(message, hint, max(codes) - 128) from None
         raise BertkitError(f"training stopped because rank {failed} of {args.num_processes} failed: {message}",
                            hint or "no output directory was published; fix the cause and run the command again"

@@ -20,3 +20,13 @@ class BertkitError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class Interrupted(BertkitError):
+    """A run stopped by a signal; the CLI exits with 128 + the signal number (130, 143)."""
+
+    label = "interrupted"
+
+    def __init__(self, message: str, hint: str | None, signum: int):
+        super().__init__(message, hint)
+        self.exit_code = 128 + signum

@@ -32,22 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bertkit.errors import BertkitError
+from bertkit.console import log
+from bertkit.errors import BertkitError, Interrupted  # noqa: F401 - Interrupted is raised from here
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TEST_STEP_ENV = "BERTKIT_TEST_INTERRUPT_AT_STEP"
 TEST_SIGNAL_ENV = "BERTKIT_TEST_INTERRUPT_SIGNAL"
 TEST_RANK_ENV = "BERTKIT_TEST_INTERRUPT_RANK"
-
-
-class Interrupted(BertkitError):
-    """A run stopped by a signal; the CLI exits with 128 + the signal number (130, 143)."""
-
-    label = "interrupted"
-
-    def __init__(self, message: str, hint: str | None, signum: int):
-        super().__init__(message, hint)
-        self.exit_code = 128 + signum
 
 
 class Guard:
@@ -74,8 +65,6 @@ class Guard:
     def _handle(self, signum: int, frame: Any) -> None:
         if self._deferring and self.signum is None:
             self.signum = signum
-            from bertkit.train import log
-
             log(f"\n{signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
                 "(send it again to stop at once)")
             return

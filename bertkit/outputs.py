@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import BertkitError
-from bertkit.plotting import pyplot, use_cjk_font
 
 
 def staging_dir(output_dir: str | Path) -> Path:
@@ -163,61 +162,6 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
     except OSError as exc:
         raise BertkitError(f"cannot write {path}: {exc.strerror}", "free disk space or choose another output_dir") from exc
     return n
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
-def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) -> bool:
-    """Loss (train and eval) and the selection metric against the epoch, as one PNG."""
-    train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
-    evals = [e for e in log_history if "eval_loss" in e]
-    if not train and not evals:
-        return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    if train:
-        axes[0].plot(*zip(*train), label="train loss", lw=1)
-    if evals:
-        axes[0].plot([e["epoch"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="validation loss")
-        key = f"eval_{metric}"
-        points = [(e["epoch"], e[key]) for e in evals if key in e]
-        if points:
-            axes[1].plot(*zip(*points), "o-", color="tab:green")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].legend()
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel(f"validation {metric}")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def plot_confusion(labels: list[str], matrix: list[list[int]], path: Path) -> None:
-    plt = pyplot()
-    use_cjk_font(plt, labels)
-    n = len(labels)
-    size = max(3.5, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
-    peak = max((max(r) for r in matrix), default=0)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center",
-                    color="white" if matrix[i][j] > peak / 2 else "black")
-    ax.set_xticks(range(n), labels, rotation=45, ha="right")
-    ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title("confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,22 +9,16 @@ sizes, labels and lengths, and no model weights loaded.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import distributed, hardware, interrupt, models, outputs, tasks
+from bertkit import distributed, hardware, interrupt, models, outputs, plotting, tasks
+from bertkit.console import log
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe
-
-
-def log(message: str, *, every_rank: bool = False) -> None:
-    """A progress line on stderr; in a multi-process run only the main process prints, unless ``every_rank``."""
-    if every_rank or distributed.is_main_process():
-        print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -357,11 +351,11 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     recipe_mod.save(recipe, work / "recipe.yaml", notes=[
         f"ran on {distributed.describe(where)} in {precision}; effective batch size {makeup}"])
     metric_name, _ = p.task.best_metric(recipe)
-    outputs.plot_training(trainer.state.log_history, metric_name, work / "training_curves.png")
+    plotting.plot_training(trainer.state.log_history, metric_name, work / "training_curves.png")
     evaluated = metrics.get(metrics["evaluated_split"], {})
     if "confusion_matrix" in evaluated:
         cm = evaluated["confusion_matrix"]
-        outputs.plot_confusion(cm["labels"], cm["matrix"], work / "confusion_matrix.png")
+        plotting.plot_confusion(cm["labels"], cm["matrix"], work / "confusion_matrix.png")
     notes = list(getattr(p.task, "card_notes", lambda r, s: [])(recipe, p.spec))
     card = outputs.model_card(recipe=recipe, model_desc=models.describe(recipe.model),
                               task_desc=getattr(p.task, "PIPELINE_TAG", recipe.task),

@@ -100,10 +100,10 @@ def test_positional_encoding_png(tmp_path: Path) -> None:
 
 
 def test_confusion_matrix_uses_the_shared_cjk_font(tmp_path: Path) -> None:
-    from bertkit import outputs
+    from bertkit import plotting
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        outputs.plot_confusion(["肯定", "否定"], [[3, 1], [0, 4]], tmp_path / "cm.png")
+        plotting.plot_confusion(["肯定", "否定"], [[3, 1], [0, 4]], tmp_path / "cm.png")
     assert not _missing_glyphs(caught)
     assert (tmp_path / "cm.png").stat().st_size > 1000
