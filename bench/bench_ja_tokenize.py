@@ -39,8 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from bertkit.build import read_corpus  # noqa: E402
-from bertkit import mecab_pool  # noqa: E402
-from bertkit.japanese import _fast_path_for, align_batch, token_ids_batch  # noqa: E402
+from bertkit.japanese import align_batch, mecab_pool, token_ids_batch  # noqa: E402
+from bertkit.japanese.fast import _fast_path_for  # noqa: E402
 
 def timed(fn) -> tuple[float, object]:
     """Seconds for fn(), including a collection of the young objects it left to the collector.

@@ -24,6 +24,9 @@ from transformers import BertJapaneseTokenizer  # noqa: E402
 
 from bertkit import japanese  # noqa: E402
 from bertkit.japanese import Aligned, align, align_batch, is_japanese_tokenizer, word_spans  # noqa: E402
+from bertkit.japanese import api  # noqa: E402  (where MAX_TEXT_CHARS is read)
+from bertkit.japanese.fast import _SELF_CHECK, _fast_path_for  # noqa: E402
+from bertkit.japanese.slow import _slow_align  # noqa: E402
 
 HAS_IPADIC = importlib.util.find_spec("ipadic") is not None
 
@@ -280,7 +283,7 @@ def test_mecab_stops_at_nul(ja, method):
 
 
 def test_a_text_too_long_for_mecab_is_refused_not_crashed_on(ja, monkeypatch):
-    monkeypatch.setattr(japanese, "MAX_TEXT_CHARS", 11)
+    monkeypatch.setattr(api, "MAX_TEXT_CHARS", 11)
     ok = "東京都に住んでいます。"  # 11 characters: at the limit is fine
     assert japanese.token_ids_batch(ja, [ok]) == [ja(ok, add_special_tokens=False)["input_ids"]]
     for call in (japanese.token_ids_batch, align_batch):
@@ -329,8 +332,8 @@ def test_align_batch_equals_align(ja):
 
 
 def test_fast_path_is_used_and_verified(ja, tokenizers):
-    assert japanese._fast_path_for(ja) is not None
-    assert japanese._fast_path_for(tokenizers["basic"]) is None
+    assert _fast_path_for(ja) is not None
+    assert _fast_path_for(tokenizers["basic"]) is None
     with pytest.raises(BertkitError):
         align(tokenizers["mecab-char"], "東京", method="fast")
 
@@ -372,19 +375,19 @@ def test_unsupported_config_is_refused(vocab_file):
         align(tok, "東京")
 
 
-# --- helper processes for big batches (bertkit.mecab_pool) ---------------------------------------
+# --- helper processes for big batches (bertkit.japanese.mecab_pool) ------------------------------
 
 
 def _mixed_texts() -> list[str]:
     """Every fast-path trap, added tokens and NUL (slow path) among ordinary text, many times over."""
-    base = list(japanese._SELF_CHECK) + ["東京都の研究者は[SEP]データを[MASK]分析", "ＡＢＣ㈱ の 株式会社\tです"] + WORDS
+    base = list(_SELF_CHECK) + ["東京都の研究者は[SEP]データを[MASK]分析", "ＡＢＣ㈱ の 株式会社\tです"] + WORDS
     return [f"{t}{i % 7}" if i % 3 else t for i, t in enumerate(base * 12)]
 
 
 @pytest.fixture
 def helpers_on(monkeypatch):
     """Helpers for every batch, however small; the helpers are closed afterwards."""
-    from bertkit import mecab_pool
+    from bertkit.japanese import mecab_pool
 
     monkeypatch.setattr(mecab_pool, "MIN_CHARS", 0)
     monkeypatch.setattr(mecab_pool, "START_CHARS", 0)
@@ -404,21 +407,21 @@ def test_helper_processes_give_the_in_process_answers(tokenizers, helpers_on, mo
     assert helpers_on._POOLS, "the batch did not go through helper processes"
     monkeypatch.setenv(helpers_on.WORKERS_ENV, "0")
     assert with_helpers == align_batch(tok, texts)
-    assert with_helpers == [japanese._slow_align(tok, t) for t in texts]
+    assert with_helpers == [_slow_align(tok, t) for t in texts]
     assert ids_with_helpers == [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def test_failed_helpers_fall_back_to_this_process(ja, helpers_on, monkeypatch, caplog):
     monkeypatch.setattr(helpers_on, "_HELPER_CODE", "import sys; sys.exit(3)")
     texts = _mixed_texts()
-    with caplog.at_level("WARNING", logger="bertkit.mecab_pool"):
+    with caplog.at_level("WARNING", logger="bertkit.japanese.mecab_pool"):
         got = japanese.token_ids_batch(ja, texts)
     assert got == [ja(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert "failed" in caplog.text and not helpers_on._POOLS
 
 
 def test_helper_count_setting(monkeypatch):
-    from bertkit import mecab_pool
+    from bertkit.japanese import mecab_pool
 
     monkeypatch.setenv(mecab_pool.WORKERS_ENV, "3")
     assert mecab_pool.configured_workers() == 3

@@ -3,18 +3,18 @@
 MeCab is the biggest part of the Japanese fast path's time, and fugashi holds the GIL while it
 parses, so threads do not help; helper processes do. ``parse_chunks`` takes the text pieces of a
 batch in chunks and yields, for every chunk in order, the tokens of its pieces as the caller's
-``tokens`` object (``bertkit.japanese._PieceTokens``) builds them from the parse. On a big enough
+``tokens`` object (``pieces._PieceTokens``) builds them from the parse. On a big enough
 batch with helpers allowed, the helpers parse chunks k+1, k+2, ... while the caller builds tokens
 from chunk k; for ids alone, the helpers build the tokens too, from a copy of the word cache made
 from ``tokens.spec``, so the caller only joins them. Otherwise everything happens here. Either way
 the answer is the same: helpers run the same MeCab options, the same NFKC and the same code.
 
-A helper is a plain ``python -c`` child that imports only this module, fugashi and (for ids)
-``bertkit.japanese`` and ``tokenizers``: no
-multiprocessing, whose spawn and forkserver children re-import the user's main script (running
-an unguarded script a second time), and whose fork copies a process that may hold CUDA or OpenMP
-state. It reads pickled requests on stdin and writes pickled answers on its own copy of
-stdout (its fd 1 is pointed at stderr, so nothing printed there can corrupt the stream). It
+A helper is a plain ``python -c`` child that imports only this module (which loads the
+``bertkit.japanese`` package: the standard library alone until used), fugashi and (for ids)
+``tokenizers``: no multiprocessing, whose spawn and forkserver children re-import the user's main
+script (running an unguarded script a second time), and whose fork copies a process that may hold
+CUDA or OpenMP state. It reads pickled requests on stdin and writes pickled answers on its own
+copy of stdout (its fd 1 is pointed at stderr, so nothing printed there can corrupt the stream). It
 ignores Ctrl-C (the parent decides) and exits when its stdin closes, which happens at the
 parent's exit, or when the parent dies.
 
@@ -26,6 +26,9 @@ the benchmark's Japanese text, ids: 178,197 characters took 0.216-0.241 s with h
 them, 0.164-0.190 s without; 299,014 characters 0.252-0.255 s vs 0.276-0.301 s; 357,581 characters
 0.256-0.259 s vs 0.332-0.349 s (ids + offsets + word ids, 299,014: 0.283-0.356 s vs 0.341-0.412 s).
 Once running, they take every batch of ``MIN_CHARS`` or more.
+
+Not here: how tokens are made from a parse (``pieces``), which texts go to MeCab at all and how
+pieces join back into texts (``fast``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 
+from bertkit.japanese.pieces import _PieceTokens
+
 log = logging.getLogger(__name__)
 
 WORKERS_ENV = "BERTKIT_JA_WORKERS"
@@ -51,7 +56,7 @@ _HELPER_SPECS = 4  # word caches (one per tokenizer) a helper keeps: the most re
 
 Parsed = list[tuple["str | None", str]]
 
-_HELPER_CODE = "import sys; from bertkit.mecab_pool import _helper_main; _helper_main(sys.argv[1], sys.argv[2] == '1')"
+_HELPER_CODE = "import sys; from bertkit.japanese.mecab_pool import _helper_main; _helper_main(sys.argv[1], sys.argv[2] == '1')"
 
 
 def parse_here(tagger, normalize: bool, pieces: list[str]) -> Parsed:
@@ -118,8 +123,8 @@ class _Helpers:
         self.owner = os.getpid()  # a forked child inherits this object but must never touch these helpers
         self.specs: list[int] = []  # the word-cache specs every helper holds, oldest first
         env = dict(os.environ)
-        # Import bertkit from where this process did, installed or not.
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # Import bertkit from where this process did, installed or not (the folder above bertkit/japanese/).
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self.procs = [
             subprocess.Popen(
@@ -247,7 +252,7 @@ def shutdown() -> None:
 
 def _helper_main(option: str, normalize: bool) -> None:
     """The helper's loop until stdin closes: ``("parse", key, pieces)`` in, their ``parse_here``
-    out; ``("spec", key, spec)`` in builds a ``bertkit.japanese._PieceTokens`` (no answer); another
+    out; ``("spec", key, spec)`` in builds a ``pieces._PieceTokens`` (no answer); another
     ``(what, key, pieces)`` in, the packed ``answer`` of the tokens of spec ``key`` out."""
     import gc
     import signal
@@ -269,8 +274,6 @@ def _helper_main(option: str, normalize: bool) -> None:
         except EOFError:
             return
         if what == "spec":
-            from bertkit.japanese import _PieceTokens
-
             tokens[key] = _PieceTokens(payload)
             for old in list(tokens)[:-_HELPER_SPECS]:
                 del tokens[old]
