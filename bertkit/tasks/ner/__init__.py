@@ -22,8 +22,8 @@ turned into I-, as transformers' ``run_ner`` does). A sentence longer than ``max
 overlapping windows (``ner.stride`` tokens of overlap); predictions are merged back token by token,
 each token taken from the window where it sits most centrally, so nothing is truncated.
 
-Metrics are computed on whole examples after merging: entity precision / recall / F1 with seqeval's
-semantics (``bertkit.metrics.entities``; ``ner.strict`` for its strict mode) over words, or over exact
+Metrics are computed on whole examples after merging: entity precision / recall / F1 by seqeval
+(through ``bertkit.metrics.entities``; ``ner.strict`` for its strict mode) over words, or over exact
 character spans for span data, plus token (word) accuracy. ``oracle`` pushes gold annotations through
 the same labelling, windowing, merging and decoding, to show what the representation can reproduce.
 

@@ -76,7 +76,7 @@ def report(spec: Spec, recipe: Recipe, outputs: list[Scored], feats: Any) -> dic
     decoded = _decoded(spec, recipe, outputs)
     if any(s.meta["spans"] is not None for s in outputs):
         # Span data is scored on exact character spans: gold and predicted spans become character
-        # tags, so entity_scores counts (type, start, end) matches just as seqeval counts word spans.
+        # tags, so seqeval (through entity_scores) counts exact (type, start, end) matches as it counts word spans.
         level = "character"
         y_true, y_pred, y_pred_other = [], [], []
         for scored, (tags, predicted, gold) in zip(outputs, decoded):
