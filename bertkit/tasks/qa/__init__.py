@@ -38,7 +38,8 @@ that holding their windows' offsets in memory matters (book-length documents).
 
 The package, lower modules first (a module imports only those above it):
 
-- ``spec``: ``Options`` (registered as the recipe's ``qa:`` section on import), ``Spec``, model class, best metric, card notes
+- ``spec``: ``Options`` (registered as the recipe's ``qa:`` section on import), ``Spec``, model class,
+  best metric, card notes
 - ``data``: column checks, empty rows, unique ids, gold answers checked against their context
 - ``featurize``: windows over each context, start/end labels, the length report
 - ``decoding``: ``infer`` and per-example n-best answers from all windows' logits
@@ -56,5 +57,6 @@ from bertkit.tasks.qa.featurize import (Encoded, Window, _answer_cuts, _cut_at_a
                                         _metric_lang, _split_golds, answer_tokens, collator, encode, features, label,
                                         span_chars)
 from bertkit.tasks.qa.decoding import Outputs, _outputs_from, _softmax, decode, decode_example, infer
-from bertkit.tasks.qa.scoring import _eval_order, _scores, artifacts, compute_metrics, prediction_rows, predict_batch, report
+from bertkit.tasks.qa.scoring import (_eval_order, _scores, artifacts, compute_metrics, prediction_rows, predict_batch,
+                                     report)
 from bertkit.tasks.qa.roundtrip import _why, oracle
