@@ -1,4 +1,4 @@
-"""NER tag schemes and entity-level scores with seqeval's semantics, computed offline.
+"""NER tag schemes, and entity-level scores by seqeval.
 
 Tags are ``"O"`` or ``PREFIX-TYPE`` (``B-PER``, ``I-LOC``, ``E-ORG``, ``S-MISC``; the type may itself
 contain hyphens). Four schemes: ``IOB1`` (B- only splits two touching entities of one type), ``IOB2``
@@ -7,7 +7,18 @@ calls it IOBES) and ``IO`` (I- only; touching entities of one type cannot be tol
 
 Entities are ``(type, start, end)`` token spans with ``end`` exclusive, per sentence.
 
-Two decoders, matching seqeval 1.2.2 exactly (checked against it in the tests):
+Scoring (``entity_scores``) is seqeval's own ``classification_report``, default mode or
+``mode="strict"`` with the scheme's class; this module adds only what seqeval lacks: errors that
+name the bad tag, the side and the sentence, token accuracy without a division by zero, the count
+of predicted entities and a macro F1 that is 0.0 (not nan) with no types.
+
+Kept here because seqeval does not offer them: scheme detection (``detect_scheme``), validation
+with readable problems (``validate_tags``), conversion between schemes (``convert_tags``,
+``entities_to_tags``), the label list a model predicts (``label_list``), and two decoders that
+turn one tag sequence into exclusive-end spans for ``bertkit.tasks.ner``'s decoding and data
+checks, matching seqeval 1.2.2 exactly (checked against it in the tests). seqeval's own decoders
+return inclusive ends or token objects, warn instead of raising on malformed tags, and its strict
+mode has no IO scheme:
 
 - ``get_entities`` (seqeval's default mode, conlleval's rules): every non-O token belongs to an
   entity; a token joins the previous token's entity only when the previous tag is B-/I-, its own is
@@ -23,7 +34,6 @@ that is not ``O`` or ``PREFIX-TYPE``, or a prefix the scheme does not use, raise
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from bertkit.errors import BertkitError
@@ -282,51 +292,58 @@ def label_list(tag_sequences: Iterable[Sequence[str]], scheme: str | None = None
 
 def entity_scores(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]],
                   scheme: str = "IOB2", strict: bool = False) -> dict:
-    """Entity-level precision/recall/F1 as seqeval computes them, plus token accuracy.
+    """Entity-level precision/recall/F1 from seqeval, plus token accuracy.
 
     An entity counts as correct only when its type, sentence, start and end all match. ``strict``
-    picks seqeval's ``mode="strict"`` decoding (invalid spans score nothing) over its default.
+    picks seqeval's ``mode="strict"`` with the scheme's class over its default mode; seqeval has no
+    IO scheme, and IO has no invalid transitions, so IO is scored in the default mode either way.
 
     Returns ``precision``, ``recall``, ``f1`` (micro over all entities), ``accuracy`` (token level),
     ``per_type`` (``{type: {precision, recall, f1, support}}``, types from gold and predictions,
     support = gold count), ``macro_f1`` (unweighted mean over those types), ``n_true``, ``n_pred``.
-    Any ratio with a zero denominator is 0.0, as with seqeval's default ``zero_division``.
+    Any ratio with a zero denominator is 0.0 (seqeval's ``zero_division=0``).
+
+    Computed here rather than read from seqeval, and why: ``macro_f1`` is the plain Python mean of
+    seqeval's per-type F1 (seqeval's own macro average of no types is nan, and numpy's summation
+    order can differ in the last bit); ``n_pred`` counts seqeval's own entities of the predictions
+    (its reports give only gold support); ``accuracy`` is 0.0 without tokens (seqeval divides by
+    zero). Tags are parsed first (``_parse``), so a malformed tag or a prefix the scheme does not
+    use is a ``BertkitError`` naming the side and sentence, never a seqeval warning or KeyError.
     """
+    import warnings
+
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
+    from seqeval.scheme import IOB1, IOB2, IOBES, Entities
+
     _check_aligned(y_true, y_pred)
-    true = _entity_set(y_true, scheme, strict, "gold")
-    pred = _entity_set(y_pred, scheme, strict, "predicted")
-    hits = true & pred
-    by_type = [Counter(e[1] for e in s) for s in (hits, pred, true)]
-    per_type = {t: _prf(*(c[t] for c in by_type)) for t in sorted(by_type[1] | by_type[2])}
-    overall = _prf(len(hits), len(pred), len(true))
+    for side, sequences in (("gold", y_true), ("predicted", y_pred)):
+        for n, seq in enumerate(sequences):
+            _parse(seq, scheme, where=f"{side} sentence {n}, ")
+    # seqeval wants lists of lists and rejects a corpus of no sentences; one empty sentence scores the same.
+    y_true, y_pred = [list(s) for s in y_true] or [[]], [list(s) for s in y_pred] or [[]]
+    seqeval_scheme = {"IOB1": IOB1, "IOB2": IOB2, "BIOES": IOBES}.get(scheme) if strict else None
+    kwargs = {"mode": "strict", "scheme": seqeval_scheme} if seqeval_scheme else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy's "mean of empty slice" for seqeval's macro average of no types
+        report = classification_report(y_true, y_pred, output_dict=True, zero_division=0, **kwargs)
+    n_pred = (sum(len(sent) for sent in Entities(y_pred, seqeval_scheme, False).entities) if seqeval_scheme
+              else len(seqeval_entities(y_pred)))
+    micro = report.pop("micro avg")
+    per_type = {t: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]),
+                    "support": int(r["support"])}
+                for t, r in report.items() if t not in ("macro avg", "weighted avg")}
     n_tokens = sum(len(s) for s in y_true)
-    correct = sum(t == p for ts, ps in zip(y_true, y_pred) for t, p in zip(ts, ps))
     return {
-        "precision": overall["precision"],
-        "recall": overall["recall"],
-        "f1": overall["f1"],
-        "accuracy": correct / n_tokens if n_tokens else 0.0,
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "accuracy": accuracy_score(y_true, y_pred) if n_tokens else 0.0,
         "per_type": per_type,
         "macro_f1": sum(s["f1"] for s in per_type.values()) / len(per_type) if per_type else 0.0,
-        "n_true": len(true),
-        "n_pred": len(pred),
+        "n_true": int(micro["support"]),
+        "n_pred": n_pred,
     }
-
-
-def _entity_set(sequences, scheme: str, strict: bool, side: str) -> set[tuple[int, str, int, int]]:
-    """All entities of a corpus as ``(sentence, type, start, end)``."""
-    found = set()
-    for n, seq in enumerate(sequences):
-        parsed = _parse(seq, scheme, where=f"{side} sentence {n}, ")
-        found.update((n, *entity) for entity in (_strict(parsed, scheme) if strict else _lenient(parsed)))
-    return found
-
-
-def _prf(hits: int, n_pred: int, n_true: int) -> dict:
-    precision = hits / n_pred if n_pred else 0.0
-    recall = hits / n_true if n_true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": n_true}
 
 
 def _check_aligned(y_true, y_pred) -> None:
