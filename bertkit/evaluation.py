@@ -53,7 +53,7 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     raw = data_mod.load(recipe.data, recipe.task)
     dataset = raw["test"]
     dropped = 0
-    if hasattr(task, "clean_split"):
+    if task.clean_split is not None:
         dataset, dropped = task.clean_split(dataset, recipe, data)
     dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
@@ -116,7 +116,7 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
     bar = tqdm(desc="predicting", unit="ex", disable=out_path is None)
     try:
         pending: list[dict[str, Any]] = []
-        own_check = hasattr(task, "INPUT_COLUMNS")  # tasks with several input fields (qa) check rows themselves
+        own_check = task.INPUT_COLUMNS is not None  # tasks with several input fields (qa) check rows themselves
         rows = data_mod.iter_input_lines(source, column) if one is None else [_one_row(one, recipe, model_dir)]
         for row in rows:
             if not own_check and column not in row and "text" in row:

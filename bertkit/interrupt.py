@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.console import log
+from bertkit.outputs import last_complete_checkpoint
 from bertkit.errors import BertkitError, Interrupted  # noqa: F401 - Interrupted is raised from here
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -95,18 +96,6 @@ def resume_command(command: str) -> str:
     """The original command line with ``--resume`` added (once)."""
     command = command or "bertkit finetune RECIPE"
     return command if "--resume" in shlex.split(command) else f"{command} --resume"
-
-
-def last_complete_checkpoint(work: Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``work`` that was written to the end (has ``trainer_state.json``)."""
-    if not Path(work).is_dir():
-        return None
-    found = []
-    for child in Path(work).iterdir():
-        name, _, step = child.name.partition("-")
-        if name == "checkpoint" and step.isdigit() and (child / "trainer_state.json").is_file():
-            found.append((int(step), str(child)))
-    return max(found)[1] if found else None
 
 
 def callbacks(guard: Guard) -> list[Any]:

@@ -107,13 +107,23 @@ def write_error(work: Path, exc: BaseException, resume_command: str) -> BertkitE
     else:
         message = f"writing {target} failed: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}"
     hint = "free disk space or choose output_dir on another disk, then run again"
-    from bertkit.interrupt import last_complete_checkpoint
-
     if last_complete_checkpoint(work):
         hint += f"; `{resume_command}` continues from the last complete checkpoint in {work}"
     error = BertkitError(message, hint)
     error.__cause__ = exc  # BERTKIT_DEBUG=1 shows where the write failed
     return error
+
+
+def last_complete_checkpoint(work: Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``work`` that was written to the end (has ``trainer_state.json``)."""
+    if not Path(work).is_dir():
+        return None
+    found = []
+    for child in Path(work).iterdir():
+        name, _, step = child.name.partition("-")
+        if name == "checkpoint" and step.isdigit() and (child / "trainer_state.json").is_file():
+            found.append((int(step), str(child)))
+    return max(found)[1] if found else None
 
 
 @contextlib.contextmanager

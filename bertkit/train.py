@@ -26,7 +26,7 @@ class Prepared:
     """Everything known before training starts."""
 
     recipe: Recipe
-    task: Any  # the task module
+    task: Any  # the tasks.Task
     spec: Any
     tokenizer: Any
     raw: Any  # DatasetDict of cleaned raw rows
@@ -43,8 +43,8 @@ class Prepared:
 def prepare(recipe: Recipe) -> Prepared:
     """Load and check data, labels and tokenizer; tokenise every split (no model weights)."""
     task = tasks.get(recipe.task)
-    raw = task.load_raw(recipe) if hasattr(task, "load_raw") else data_mod.load(recipe.data, recipe.task)
-    if hasattr(task, "clean_split"):
+    raw = task.load_raw(recipe) if task.load_raw is not None else data_mod.load(recipe.data, recipe.task)
+    if task.clean_split is not None:
         cleaned, dropped = {}, {}
         for split in raw:
             cleaned[split], dropped[split] = task.clean_split(raw[split], recipe, split)
@@ -55,8 +55,8 @@ def prepare(recipe: Recipe) -> Prepared:
         dropped = {}
     spec = task.prepare(raw, recipe)
     raw = data_mod.ensure_validation(raw, recipe.data, recipe.seed, stratify=task.stratify_labels(raw["train"], recipe)
-                                     if hasattr(task, "stratify_labels") else None,
-                                     always=getattr(task, "SCORES_HELD_OUT", False))
+                                     if task.stratify_labels is not None else None,
+                                     always=task.SCORES_HELD_OUT)
     if "validation" not in raw and recipe.early_stopping_patience:
         raise BertkitError("early_stopping_patience needs a validation split to watch, and this run has none "
                            "(a test split is given, so nothing is held out of train by default)",
@@ -110,7 +110,7 @@ def training_arguments(recipe: Recipe, work: Path, task: Any, validation: bool =
     args = recipe.training_args()
     if not validation:
         args.update(eval_strategy="no", load_best_model_at_end=False)
-    for key, value in getattr(task, "TRAINING_DEFAULTS", {}).items():  # what the task needs, unless the recipe says
+    for key, value in task.TRAINING_DEFAULTS.items():  # what the task needs, unless the recipe says
         args[key] = recipe.training.get(key, value)
     metric, greater = task.best_metric(recipe)
     args.setdefault("metric_for_best_model", metric)
@@ -171,7 +171,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
                 if outputs.is_write_failure(exc) else exc
         except BaseException as exc:
             failure = exc
-        if not resume and distributed.is_main_process() and interrupt.last_complete_checkpoint(work) is None:
+        if not resume and distributed.is_main_process() and outputs.last_complete_checkpoint(work) is None:
             outputs.discard(work)
         raise failure
 
@@ -222,8 +222,8 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     where["strategy"] = distributed.strategy(trainer)
     log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
         f"effective batch: {effective_batch(args)[1]}")
-    if hasattr(p.task, "before_training"):
-        p.before = p.task.before_training(p, trainer.model, trainer)
+    if p.task.before_training is not None:
+        p.before = p.task.before_training(p, trainer.model, lambda m, split: evaluate_split(p, m, split, eval_batch)[0])
     started = time.perf_counter()
     checkpoint = _last_checkpoint(work) if resume else None
     if checkpoint:  # samples/s must count only the steps this process ran
@@ -242,7 +242,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
 
 
 def _last_checkpoint(work: Path) -> str | None:
-    found = interrupt.last_complete_checkpoint(work)
+    found = outputs.last_complete_checkpoint(work)
     if found is None:
         raise BertkitError(f"no checkpoint to resume from in {work}", "start the run again without --resume")
     return found
@@ -254,7 +254,7 @@ def evaluate_split(p: Prepared, model: Any, split: str, batch_size: int
     precision = hardware.resolve_precision(p.recipe.precision)
     feats = p.features[split]
     outputs_ = p.task.infer(model, feats, p.tokenizer, precision, batch_size, desc=f"evaluating {split}")
-    artifacts = p.task.artifacts(p.spec, p.recipe, outputs_, p.raw[split]) if hasattr(p.task, "artifacts") else {}
+    artifacts = p.task.artifacts(p.spec, p.recipe, outputs_, p.raw[split]) if p.task.artifacts is not None else {}
     return (p.task.report(p.spec, p.recipe, outputs_, feats),
             p.task.prediction_rows(p.spec, p.recipe, outputs_, p.raw[split]), artifacts)
 
@@ -356,9 +356,9 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     if "confusion_matrix" in evaluated:
         cm = evaluated["confusion_matrix"]
         plotting.plot_confusion(cm["labels"], cm["matrix"], work / "confusion_matrix.png")
-    notes = list(getattr(p.task, "card_notes", lambda r, s: [])(recipe, p.spec))
+    notes = p.task.card_notes(recipe, p.spec) if p.task.card_notes is not None else []
     card = outputs.model_card(recipe=recipe, model_desc=models.describe(recipe.model),
-                              task_desc=getattr(p.task, "PIPELINE_TAG", recipe.task),
+                              task_desc=p.task.PIPELINE_TAG or recipe.task,
                               labels=getattr(p.spec, "labels", None), split_sizes=p.split_sizes(),
                               metrics={**{f"{k} before training": v for k, v in p.before.items()},
                                        **{k: metrics[k] for k in ("validation", "test") if k in metrics}},

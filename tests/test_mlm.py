@@ -309,7 +309,7 @@ def test_perplexity_matches_plain_transformers(tiny_en_model: Path, tmp_path: Pa
 
 ADAPTED_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml",
                  "metrics.json", "predictions.jsonl", "train_log.jsonl", "README.md", "training_curves.png",
-                 "domain_vocabulary.json"}
+                 "domain_vocabulary.json", "training_args.json"}
 
 
 def test_adapt_domain_then_finetune_evaluate_predict(tiny_en_model: Path, tiny_recipe: Path, tmp_path: Path) -> None:

@@ -412,7 +412,7 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     assert {p.name for p in out.iterdir()} == {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml", "metrics.json",
         "predictions.jsonl", "predictions.json", "nbest_predictions.json", "train_log.jsonl", "README.md",
-        "training_curves.png"}
+        "training_curves.png", "training_args.json"}
     # Per-epoch evaluation scored real F1 (the Trainer's shuffled eval order was matched back).
     assert [e for e in read_jsonl(out / "train_log.jsonl") if "eval_f1" in e]
     rows = read_jsonl(out / "predictions.jsonl")

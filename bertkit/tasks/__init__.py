@@ -1,38 +1,22 @@
-"""Task modules: one file per task, each exposing the same few functions.
+"""Tasks: the contract every task provides (``Task``) and the one table of tasks (``TASKS``).
 
-Every task module provides:
+A task is a module (or package) with the functions and constants ``Task`` lists; ``get(name)`` turns
+it into a ``Task``, checking that nothing required is missing, so a caller uses ``task.features(...)``
+and tests an optional part with ``task.clean_split is not None``, never ``hasattr``.
 
-- ``Options``                    dataclass behind the recipe section named after the task
-- ``model_class()``              the ``transformers`` Auto class to load
-- ``prepare(raw, recipe)``       check columns/labels on raw splits -> a task ``Spec`` (labels etc.)
-- ``spec_from_model(config, recipe)``  the same ``Spec`` recovered from a saved model's config
-- ``features(dataset, tokenizer, recipe, spec)``  tokenised ``Dataset`` + a length/truncation report
-- ``collator(tokenizer, spec)``  batches padded dynamically (and masked, for mlm)
-- ``compute_metrics(spec, recipe)``  the Trainer's per-evaluation metric function
-- ``infer(model, features, tokenizer, precision, batch_size, desc)``  raw model outputs for features,
-                                 through ``bertkit.inference`` (whatever ``report`` needs)
-- ``report(spec, recipe, outputs, features)``  full metrics for ``metrics.json`` (per class etc.)
-- ``prediction_rows(spec, recipe, outputs, raw)``  one dict per example for predictions.jsonl
-- ``predict_batch(spec, recipe, tokenizer, model, rows, precision, batch_size)``  ``predict`` on raw rows
-- ``best_metric(recipe)``        (metric name, greater_is_better) for best-model selection
-
-Optional: ``clean_split(dataset, recipe, split)`` (drop/refuse empty rows, check columns),
-``stratify_labels(train, recipe)`` (labels to stratify the held-out validation split by),
-``class_weights(spec)``, ``card_notes(recipe, spec)`` (lines for the model card), ``PIPELINE_TAG``,
-``artifacts(spec, recipe, outputs, raw)`` ({file name: JSON content} written beside predictions.jsonl),
-``load_raw(recipe)`` (read the splits itself instead of ``data.load``: mlm's streamed corpora),
-``TRAINING_DEFAULTS`` (TrainingArguments defaults the task needs; the recipe's ``training:`` still wins),
-``before_training(prepared, model, trainer)`` (metrics of the starting model, ``metrics.json["before"]``).
-
-Adding a task means adding one module and one line in ``TASKS``.
+Adding a task = one package under ``bertkit/tasks/`` and one line in ``TASKS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
-_MODULES = {
+TASKS = {
     "classification": "bertkit.tasks.classification",
     "ner": "bertkit.tasks.ner",
     "qa": "bertkit.tasks.qa",
@@ -40,13 +24,57 @@ _MODULES = {
 }
 
 
-def get(task: str) -> ModuleType:
-    return importlib.import_module(_MODULES[task])
+@dataclass(frozen=True)
+class Task:
+    """What train, evaluate and predict call on a task. Required first, then optional parts (None
+    where a task has none) and constants with defaults."""
+
+    name: str
+    Options: type  # the dataclass behind the recipe section named after the task
+    model_class: Callable[[], Any]  # the transformers Auto class to load
+    prepare: Callable[..., Any]  # (raw, recipe) -> Spec: check columns/labels, the label set
+    spec_from_model: Callable[..., Any]  # (config, recipe) -> the same Spec, from a saved model
+    features: Callable[..., Any]  # (dataset, tokenizer, recipe, spec, split) -> (Dataset, length report)
+    collator: Callable[..., Any]  # (tokenizer, spec) -> the Trainer's data collator
+    compute_metrics: Callable[..., Any]  # (spec, recipe) -> the Trainer's metric function (several processes)
+    infer: Callable[..., Any]  # (model, features, tokenizer, precision, batch_size, desc) -> raw outputs
+    report: Callable[..., dict[str, Any]]  # (spec, recipe, outputs, features) -> metrics.json's split entry
+    prediction_rows: Callable[..., list[dict[str, Any]]]  # (spec, recipe, outputs, raw) -> predictions.jsonl
+    predict_batch: Callable[..., list[dict[str, Any]]]  # (spec, recipe, tokenizer, model, rows, precision, batch)
+    best_metric: Callable[..., tuple[str, bool]]  # recipe -> (metric name, greater is better)
+    clean_split: Callable[..., Any] | None = None  # (dataset, recipe, split) -> (dataset, rows dropped)
+    stratify_labels: Callable[..., Any] | None = None  # (train, recipe) -> labels to stratify a hold-out by
+    class_weights: Callable[..., list[float]] | None = None  # spec -> per-class loss weights
+    card_notes: Callable[..., list[str]] | None = None  # (recipe, spec) -> lines for the model card
+    artifacts: Callable[..., dict[str, Any]] | None = None  # (spec, recipe, outputs, raw) -> {file: JSON}
+    load_raw: Callable[..., Any] | None = None  # recipe -> DatasetDict, instead of data.load (mlm corpora)
+    before_training: Callable[..., dict[str, Any]] | None = None  # (prepared, model, evaluate) -> "before" metrics
+    PIPELINE_TAG: str | None = None  # the transformers pipeline / hub tag
+    TRAINING_DEFAULTS: dict[str, Any] = field(default_factory=dict)  # TrainingArguments the task needs
+    INPUT_COLUMNS: tuple[str, ...] | None = None  # several input fields: predict rows are checked by the task
+    SCORES_HELD_OUT: bool = False  # always hold out a validation split (mlm measures held-out perplexity)
+
+
+_REQUIRED = [f.name for f in dataclasses.fields(Task) if f.default is dataclasses.MISSING
+             and f.default_factory is dataclasses.MISSING and f.name != "name"]
+_OPTIONAL = [f.name for f in dataclasses.fields(Task) if f.name not in _REQUIRED and f.name != "name"]
+
+
+@lru_cache(maxsize=None)
+def get(name: str) -> Task:
+    """The task called ``name`` (a key of ``TASKS``), checked against the contract."""
+    module = importlib.import_module(TASKS[name])
+    missing = [key for key in _REQUIRED if not hasattr(module, key)]
+    if missing:
+        raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)} (see bertkit.tasks.Task)")
+    parts = {key: getattr(module, key) for key in _REQUIRED}
+    parts.update({key: getattr(module, key) for key in _OPTIONAL if hasattr(module, key)})
+    return Task(name=name, **parts)
 
 
 def names() -> list[str]:
-    return list(_MODULES)
+    return list(TASKS)
 
 
-for _name in _MODULES:  # importing registers each task's recipe section
+for _name in TASKS:  # importing registers each task's recipe section (and checks the contract)
     get(_name)

@@ -355,10 +355,11 @@ def _tied_names(model: Any) -> list[str]:
     return tied
 
 
-def before_training(p: Any, model: Any, trainer: Any) -> dict[str, Any]:
+def before_training(p: Any, model: Any, evaluate: Any) -> dict[str, Any]:
     """Give an encoder without an MLM head a fresh one tied to its embeddings, then measure every
-    evaluation split with the initial weights: ``metrics.json["before"]``."""
-    from bertkit.train import evaluate_split, log
+    evaluation split with the initial weights (``evaluate(model, split)`` -> the split's report):
+    ``metrics.json["before"]``."""
+    from bertkit.console import log
 
     p.spec.fresh_head = fresh_head(p.recipe.model, model)
     if p.spec.fresh_head:
@@ -372,11 +373,10 @@ def before_training(p: Any, model: Any, trainer: Any) -> dict[str, Any]:
     # when it restores the best checkpoint (transformers 5 reads only this list there).
     if not model._keys_to_ignore_on_save:
         model._keys_to_ignore_on_save = _tied_names(model)
-    batch = p.recipe.training_args().get("per_device_eval_batch_size", 64)
     before = {}
     for split in ("validation", "test"):
         if split in p.features:
-            before[split], _, _ = evaluate_split(p, model, split, batch)
+            before[split] = evaluate(model, split)
             log(f"{split} before training: perplexity {before[split]['perplexity']:.2f}, "
                 f"masked-token accuracy {before[split]['accuracy']:.4f}")
     return before

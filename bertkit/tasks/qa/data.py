@@ -18,7 +18,7 @@ from bertkit.tasks.qa.spec import Spec
 
 
 def _log(message: str) -> None:
-    from bertkit.train import log
+    from bertkit.console import log
 
     log(message)
 
