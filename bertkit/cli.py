@@ -141,11 +141,17 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
     num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, help=NUM_PROCESSES_HELP),
     accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also every training log record, one line each"),
 ) -> None:
     """Fine-tune a model as the recipe says; writes model, metrics, predictions, card and plots."""
-    from bertkit import distributed
+    from bertkit import console, distributed
     from bertkit import recipe as recipe_mod
     from bertkit import train
+
+    if quiet and verbose:
+        raise BertkitError("--quiet and --verbose contradict each other", "give one of them")
+    console.set_level("quiet" if quiet else "verbose" if verbose else "normal")
 
     resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])  # recipe errors once, before launching
     if ctx.info_name == "adapt-domain" and resolved.task != "mlm":

@@ -75,7 +75,9 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
         precision = "fp32"  # no autocast on top of bf16 weights
     lengths = [len(r["input_ids"]) for r in rows]
     results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
-    bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None, unit="ex")
+    from bertkit import console
+
+    bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None or console.quiet(), unit="ex")
     with torch.inference_mode(), autocast(precision, on):
         for idx in length_sorted_batches(lengths, batch_size, max_tokens):
             batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items()}

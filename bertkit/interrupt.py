@@ -67,7 +67,7 @@ class Guard:
         if self._deferring and self.signum is None:
             self.signum = signum
             log(f"\n{signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
-                "(send it again to stop at once)")
+                "(send it again to stop at once)", always=True)
             return
         self.signum = self.signum or signum
         raise KeyboardInterrupt

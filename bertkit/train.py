@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import distributed, hardware, interrupt, models, outputs, plotting, tasks
+from bertkit import console, distributed, hardware, interrupt, models, outputs, plotting, tasks
 from bertkit.console import log
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe
@@ -181,6 +181,11 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
 
     from bertkit.trainer import BertkitTrainer
 
+    if console.level() != "verbose":  # transformers' own bars (loading weights, writing shards)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
     # Until publish(), everything goes to the staging directory: an interrupted run leaves it for
     # --resume and never leaves anything at output_dir that looks like a finished model. Under a
     # launcher, placement() joins the process group first; the main process alone prepares the
@@ -219,6 +224,14 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
                              compute_loss_func=loss_fn,
                              evaluate_validation=(lambda m: evaluate_split(p, m, "validation", eval_batch))
                              if "validation" in p.features else None)
+    # No raw log dicts on the console: bertkit's own bar and tables (bertkit.console's verbosity).
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from bertkit.trainer import ConsoleCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(ConsoleCallback(console.level()))
     where["strategy"] = distributed.strategy(trainer)
     log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
         f"effective batch: {effective_batch(args)[1]}")

@@ -9,18 +9,26 @@
   task's window-level ``compute_metrics``. Each result is kept by step, so the final report reuses
   the evaluation of the checkpoint it keeps instead of scoring the validation split again.
 
+``ConsoleCallback`` takes the place of the Trainer's progress callback: the same training bar, but no
+raw log dicts on the console; a compact table per evaluation instead, and each log record as one
+line with ``--verbose`` (``bertkit.console``). The records themselves all go to ``train_log.jsonl``.
+
 Everything else (optimizer, schedule, checkpoints, logging, several processes) is the stock Trainer.
 Imports transformers at module level: import this module inside commands only.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from bertkit import console
 
 # (report, prediction rows, artifacts) of one evaluation of the validation split
 Evaluation = tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]
@@ -87,3 +95,77 @@ class BertkitTrainer(Trainer):
         else:
             step = state.global_step
         return self.evaluations.get(step)
+
+
+# Log keys that are bookkeeping rather than results: left out of the console lines and tables.
+_QUIET_KEYS = {"total_flos", "epoch", "step"}
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class ConsoleCallback(ProgressCallback):
+    """The training progress bar, a metrics table per evaluation, no raw dicts (see the module doc)."""
+
+    def __init__(self, level: str) -> None:
+        super().__init__()
+        self.level = level
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.current_step = 0
+        if self.level != "quiet":
+            super().on_train_begin(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                self.training_bar.set_description("training")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.training_bar is not None:
+            super().on_step_end(args, state, control, **kwargs)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.level != "quiet":
+            super().on_prediction_step(args, state, control, **kwargs)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.training_bar is not None:
+            super().on_train_end(args, state, control, **kwargs)
+
+    def _write(self, text: str) -> None:
+        if self.training_bar is not None:
+            self.training_bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or self.level != "verbose" or not logs:
+            return
+        if any(key.startswith("eval_") for key in logs):
+            return  # on_evaluate shows evaluations as a table
+        shown = "  ".join(f"{k} {_number(v)}" for k, v in logs.items() if k not in _QUIET_KEYS)
+        self._write(f"step {state.global_step}/{state.max_steps} (epoch {state.epoch or 0:.2f}): {shown}")
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
+        super().on_evaluate(args, state, control, **kwargs)
+        if not state.is_world_process_zero or self.level == "quiet" or not metrics:
+            return
+        self._write(evaluation_table(metrics, state.epoch, state.global_step, state.max_steps))
+
+
+def evaluation_table(metrics: dict[str, Any], epoch: float | None, step: int, max_steps: int) -> str:
+    """One evaluation as a compact two-row table (names over values), rendered by rich as text."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = {k.removeprefix("eval_"): v for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not k.endswith(("_per_second", "runtime")) and k not in _QUIET_KEYS}
+    table = Table(title=f"validation, epoch {epoch or 0:.2f} (step {step}/{max_steps})", title_justify="left",
+                  box=None, pad_edge=False)
+    for name in shown:
+        table.add_column(name, justify="right")
+    table.add_row(*(_number(v) for v in shown.values()))
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(table)
+    return out.getvalue().rstrip()

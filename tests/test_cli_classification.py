@@ -189,6 +189,27 @@ def test_training_metric_for_best_model_eval_loss_keeps_the_lowest_loss(tiny_rec
     assert result.exit_code == 1 and "the best-model metric is given twice" in result.output
 
 
+def test_console_shows_tables_not_raw_dicts(tiny_recipe: Path, tmp_path: Path) -> None:
+    """No raw Trainer dicts on the console: a table per evaluation; --quiet only the results;
+    --verbose each log record as a line. The full record is in train_log.jsonl every time."""
+    result = invoke("finetune", tiny_recipe, f"output_dir={tmp_path / 'normal'}")
+    assert result.exit_code == 0, result.output
+    assert "{'" not in result.output and "validation, epoch 1.00" in result.output
+    assert "f1_macro" in result.output.split("validation, epoch 2.00")[1]
+    quiet = invoke("finetune", tiny_recipe, f"output_dir={tmp_path / 'quiet'}", "--quiet")
+    assert quiet.exit_code == 0, quiet.output
+    assert "validation, epoch" not in quiet.output and "tokenising" not in quiet.output
+    assert "test: accuracy=" in quiet.output and "saved to" in quiet.output
+    verbose = invoke("finetune", tiny_recipe, f"output_dir={tmp_path / 'verbose'}", "--verbose")
+    assert verbose.exit_code == 0, verbose.output
+    assert "{'" not in verbose.output and "step 2/16 (epoch 0.25): loss " in verbose.output
+    for run in ("normal", "quiet", "verbose"):
+        log = read_jsonl(tmp_path / run / "train_log.jsonl")
+        assert sum("eval_f1_macro" in e for e in log) == 2 and sum("loss" in e for e in log) >= 8
+    both = runner.invoke(app, ["finetune", str(tiny_recipe), "--quiet", "--verbose"])
+    assert both.exit_code == 1 and "--quiet and --verbose contradict" in both.output
+
+
 def test_train_and_test_only_trains_on_every_row(tiny_recipe: Path, tmp_path: Path) -> None:
     """No validation split with a test split: every training row trains, nothing is evaluated while
     training, the last epoch's model is kept and scored on test (as the standard recipe does)."""
