@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow bench clean
+.PHONY: help install demo test test-slow lint bench parity clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -32,8 +32,14 @@ test: install ## run the test suite (offline, a few minutes on 2 cores)
 test-slow: install ## run the slow tests too (real MiniLM fine-tuning)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
+lint: install ## ruff with pyproject.toml's settings (CI runs it)
+	$(BIN)/ruff check bertkit tests bench
+
 bench: install ## run the benchmarks in bench/ on ../shared/data (not part of test)
 	$(BIN)/python bench/run_all.py
+
+parity: install ## bertkit vs the standard recipe on ../shared/data, whole commands, 3 seeds (bench/parity.py)
+	$(BIN)/python bench/parity.py --json bench/out/parity.json
 
 clean: ## remove the virtualenv, runs and caches
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -112,7 +112,8 @@ def main() -> None:
                 else:
                     os.environ[mecab_pool.WORKERS_ENV] = old
 
-        runs = {k: [] for k in ("per_text", "batched", "setup", "ids_cold", "fast_cold", "fast_warm", "ids_cold_1", "fast_cold_1", "slow_alignment")}
+        runs = {k: [] for k in ("per_text", "batched", "setup", "ids_cold", "fast_cold", "fast_warm", "ids_cold_1",
+                                "fast_cold_1", "slow_alignment")}
         for _ in range(args.repeat):
             runs["per_text"].append(timed(per_text))
             runs["batched"].append(timed(batched))

@@ -208,7 +208,7 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
                      f"{lengths.get('tokens_p90')}, max {lengths.get('tokens_max')}; {lengths.get('truncated', 0)} "
                      f"({lengths.get('truncated_pct', 0)} %) longer than max_length={recipe.max_length}")
     if labels:
-        lines += ["", "## Labels", "", ", ".join(f"`{l}`" for l in labels[:100])]
+        lines += ["", "## Labels", "", ", ".join(f"`{label}`" for label in labels[:100])]
     lines += ["", "## Hyper-parameters", "", "| key | value |", "|---|---|"]
     args = recipe.training_args()
     for key in ("num_train_epochs", "learning_rate", "per_device_train_batch_size", "weight_decay", "warmup_steps",

@@ -88,7 +88,7 @@ def summary_lines(p: Prepared) -> list[str]:
     labels = getattr(p.spec, "labels", None)
     counts = getattr(p.spec, "class_counts", None)
     if labels:
-        shown = ", ".join(f"{l} ({counts.get(l, 0)})" if counts else l for l in labels[:30])
+        shown = ", ".join(f"{label} ({counts.get(label, 0)})" if counts else label for label in labels[:30])
         lines.append(f"labels ({len(labels)}): {shown}")
     for split, rep in p.lengths.items():
         text = (f"{split} tokens: p50={rep['tokens_p50']} p90={rep['tokens_p90']} p99={rep['tokens_p99']} "
@@ -376,6 +376,6 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
                               metrics={**{f"{k} before training": v for k, v in p.before.items()},
                                        **{k: metrics[k] for k in ("validation", "test") if k in metrics}},
                               lengths=p.lengths.get("train", {}), notes=notes,
-                              command=command or f"bertkit finetune recipe.yaml")
+                              command=command or "bertkit finetune recipe.yaml")
     (work / "README.md").write_text(card, encoding="utf-8")
     return metrics

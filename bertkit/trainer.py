@@ -28,7 +28,6 @@ from transformers import Trainer
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from bertkit import console
 
 # (report, prediction rows, artifacts) of one evaluation of the validation split
 Evaluation = tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]

@@ -38,7 +38,8 @@ def corpus(tmp_path_factory):
     (d / "ja.txt").write_text("\n".join(JA_LINES * 3) + "\n\n", encoding="utf-8")
     rows = [{"text": JA_LINES[0], "label": 1}, {"context": JA_LINES[1], "question": "業績は？"}]
     (d / "ja.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    squad = {"data": [{"title": "t", "paragraphs": [{"context": "タイトル [SEP] " + JA_LINES[2], "qas": [{"question": "何への投資？", "id": "q1", "answers": []}]}]}]}
+    qas = [{"question": "何への投資？", "id": "q1", "answers": []}]
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "タイトル [SEP] " + JA_LINES[2], "qas": qas}]}]}
     (d / "squad.json").write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
     (d / "en.txt").write_text("\n".join(EN_LINES * 5), encoding="utf-8")
     return d

@@ -46,7 +46,7 @@ def _write(tmp_path: Path, name: str, content: str) -> Path:
 @PROPERTY
 @given(texts=st.lists(unicode_text, min_size=1, max_size=8), labels=st.lists(st.integers(-5, 5), min_size=8, max_size=8))
 def test_jsonl_and_json_round_trip(tmp_path: Path, texts: list[str], labels: list[int]) -> None:
-    rows = [{"text": t, "label": l} for t, l in zip(texts, labels)]
+    rows = [{"text": t, "label": label} for t, label in zip(texts, labels)]
     jsonl = _write(tmp_path, "x.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     assert data.read_rows(jsonl) == rows
     as_json = _write(tmp_path, "x.json", json.dumps(rows, ensure_ascii=False))
@@ -80,7 +80,7 @@ def test_plain_text_is_one_example_per_line(tmp_path: Path, lines: list[str]) ->
     content = "\n".join(lines) + "\n"
     path = _write(tmp_path, "x.txt", content)
     # A trailing "\r" belongs to a CRLF line ending; a BOM at the very start is not text.
-    expected = [{"text": l[:-1] if l.endswith("\r") else l} for l in lines]
+    expected = [{"text": line[:-1] if line.endswith("\r") else line} for line in lines]
     if expected and expected[0]["text"].startswith("\ufeff"):
         expected[0]["text"] = expected[0]["text"][1:]
     expected = [r for r in expected if r["text"].strip()]
