@@ -189,3 +189,29 @@ def test_f1_is_bounded_symmetric_and_one_on_exact_match(pred, gold, lang):
     assert score == pytest.approx(f1(gold, [pred], lang=lang))
     if exact_match(pred, [gold], lang=lang):
         assert score == 1.0
+
+
+def test_bertkit_metrics_load_offline_as_evaluate_modules() -> None:
+    """evaluate.load(path) on bertkit's modules works with no network and gives bertkit's numbers."""
+    import evaluate
+
+    from bertkit.metrics import entities, evaluate_module, squad
+
+    module = evaluate.load(evaluate_module("squad"))
+    preds = [{"id": "a", "prediction_text": "the Denver Broncos"}, {"id": "b", "prediction_text": "1990"}]
+    refs = [{"id": "a", "answers": {"text": ["Denver Broncos"], "answer_start": [3]}},
+            {"id": "b", "answers": {"text": ["in 1991", "1991"], "answer_start": [0, 3]}}]
+    got = module.compute(predictions=preds, references=refs)
+    assert got == squad.squad_scores({"a": "the Denver Broncos", "b": "1990"}, {"a": ["Denver Broncos"], "b": ["in 1991", "1991"]})
+    assert got["exact_match"] == 50.0
+    ja = module.compute(predictions=[{"id": "q", "prediction_text": "東京都。"}],
+                        references=[{"id": "q", "answers": {"text": ["東京"], "answer_start": [0]}}], lang="ja")
+    assert ja["f1"] == pytest.approx(100 * 2 * (2 / 3) * 1 / (2 / 3 + 1))  # 東京都 vs 東京 by characters
+    ner = evaluate.load(evaluate_module("entities"))
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG"]]
+    scores = ner.compute(predictions=pred, references=gold)
+    assert scores == entities.entity_scores(gold, pred, "IOB2")
+    assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="no bertkit evaluate module 'bleu'"):
+        evaluate_module("bleu")
