@@ -28,7 +28,7 @@ VARIANTS = {
     "fp32": ["precision=fp32"],
     "attention dropout 0.1": ["attention_dropout=null"],
     "random batches": ["training.train_sampling_strategy=random"],
-    "no warm-up, no weight decay": ["training.warmup_steps=0", "training.weight_decay=0"],
+    "no warm-up or weight decay": ["training.warmup_steps=0", "training.weight_decay=0"],
 }
 TASK_VARIANTS = {
     "ner": {"every sub-token labelled": ["ner.label_all_tokens=true"]},
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", required=True, choices=sorted(TASK_VARIANTS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=42)
-    parser.add_argument("--only", help="comma-separated variant names to run (default: all)")
+    parser.add_argument("--only", action="append", help="a variant to run (repeatable; default: all)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                         help="an extra variant")
     parser.add_argument("--json", help="write the results here")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         name, _, overrides = extra.partition("=")
         variants[name] = overrides.split(",")
     if args.only:
-        variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
+        variants = {k: v for k, v in variants.items() if k in args.only}
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = parity.draw(args.task, sizing, Path(sizing.data), Path(tmp) / "data")

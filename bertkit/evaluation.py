@@ -8,7 +8,9 @@ sequence classifier, with default column names).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +56,18 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     dataset = raw["test"]
     dropped = 0
     if task.clean_split is not None:
-        dataset, dropped = task.clean_split(dataset, recipe, data)
+        with _naming(data):
+            dataset, dropped = task.clean_split(dataset, recipe, "test")
     dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
     model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code)
     model.to(hardware.device())
     spec = task.spec_from_model(model.config, recipe)
-    feats, lengths = task.features(dataset, tokenizer, recipe, spec, data)
+    # The task sees the split's role ("test": score as it is read, never as training data), whatever
+    # the file is called; errors then name the file.
+    with _naming(data):
+        feats, lengths = task.features(dataset, tokenizer, recipe, spec, "test")
     import datasets
 
     p = Prepared(recipe=recipe, task=task, spec=spec, tokenizer=tokenizer, raw=datasets.DatasetDict({"test": dataset}),
@@ -79,6 +85,15 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     for name, content in artifacts.items():
         outputs.write_json(target / name, content)
     return metrics, target
+
+
+@contextlib.contextmanager
+def _naming(data: str) -> Iterator[None]:
+    """Put the evaluated file's name in front of a data error (the task calls it the test data)."""
+    try:
+        yield
+    except BertkitError as exc:
+        raise BertkitError(f"{data}: {exc.message}", exc.hint) from exc
 
 
 def _slug(data: str, split: str | None) -> str:
