@@ -1,7 +1,7 @@
 """Ctrl-C and SIGTERM during ``finetune``: finish the step, write a checkpoint, say how to resume.
 
 ``Guard`` owns SIGINT and SIGTERM for the whole run. While the training loop runs (``deferring``) the
-first signal only raises a flag; ``StopOnSignal`` sees it at the end of the current optimizer step
+first signal only raises a flag; ``bertkit.trainer.StopOnSignal`` sees it at the end of the current optimizer step
 and asks the Trainer to checkpoint into the staging directory and stop. ``run`` then raises
 ``Interrupted``: exit code 130 (SIGINT) or 143 (SIGTERM) and the exact command plus ``--resume``.
 Outside the loop, or on a second signal, a signal interrupts at once (``KeyboardInterrupt``).
@@ -25,7 +25,6 @@ What this does not do: make a checkpoint write itself atomic (the Trainer writes
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import signal
 from collections.abc import Iterator
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.console import log
-from bertkit.outputs import last_complete_checkpoint
 from bertkit.errors import BertkitError, Interrupted  # noqa: F401 - Interrupted is raised from here
+from bertkit.outputs import last_complete_checkpoint
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TEST_STEP_ENV = "BERTKIT_TEST_INTERRUPT_AT_STEP"
@@ -98,59 +97,7 @@ def resume_command(command: str) -> str:
     return command if "--resume" in shlex.split(command) else f"{command} --resume"
 
 
-def callbacks(guard: Guard) -> list[Any]:
-    from transformers import TrainerCallback
-
-    class StopOnSignal(TrainerCallback):
-        """Turn the guard's flag into 'checkpoint now and stop' at an optimizer-step boundary."""
-
-        def __init__(self) -> None:
-            self.stopped_at: int | None = None
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            signum = _agreed(guard.signum, args)
-            if signum is not None and self.stopped_at is None:
-                guard.signum = signum
-                self.stopped_at = state.global_step
-                control.should_training_stop = True
-                # Log now so train_log.jsonl (and the run's mean loss) covers every step up to here.
-                control.should_log = True
-            elif state.global_step >= state.max_steps:
-                control.should_log = True  # the last steps too, for the same reason
-            return control
-
-        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if self.stopped_at is None:
-                return control
-            if state.epoch is not None and float(state.epoch) != int(state.epoch):
-                # Mid-epoch: no early evaluation (it would change which checkpoint is best).
-                control.should_evaluate = False
-                control.should_log = False
-            control.should_save = True
-            return control
-
-    class SignalAtStep(TrainerCallback):
-        """The test hook: send ourselves a signal at the end of a given step."""
-
-        def __init__(self, step: int, signum: int, rank: int | None) -> None:
-            self.step, self.signum, self.rank = step, signum, rank
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.global_step == self.step and self.rank in (None, args.process_index):
-                os.kill(os.getpid(), self.signum)
-            return control
-
-    out: list[Any] = []
-    step = os.environ.get(TEST_STEP_ENV)
-    if step:
-        name = os.environ.get(TEST_SIGNAL_ENV, "INT").upper().removeprefix("SIG")
-        rank = os.environ.get(TEST_RANK_ENV)
-        out.append(SignalAtStep(int(step), getattr(signal, f"SIG{name}"), int(rank) if rank else None))
-    out.append(StopOnSignal())
-    return out
-
-
-def _agreed(signum: int | None, args: Any) -> int | None:
+def agreed(signum: int | None, args: Any) -> int | None:
     """Every process's view of the signal, so all of them stop at the same step (one signalled
     process stopping alone would leave the others waiting in the next step's collective)."""
     if args.world_size <= 1:

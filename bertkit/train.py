@@ -179,7 +179,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
 def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback, set_seed
 
-    from bertkit.trainer import BertkitTrainer
+    from bertkit.trainer import BertkitTrainer, signal_callbacks
 
     if console.level() != "verbose":  # transformers' own bars (loading weights, writing shards)
         from transformers.utils import logging as hf_logging
@@ -212,7 +212,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     callbacks = [EarlyStoppingCallback(recipe.early_stopping_patience)] if recipe.early_stopping_patience else []
     counter = distributed.batch_counter()
     callbacks.append(counter)
-    callbacks += interrupt.callbacks(guard)
+    callbacks += signal_callbacks(guard)
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))

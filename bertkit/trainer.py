@@ -9,9 +9,11 @@
   task's window-level ``compute_metrics``. Each result is kept by step, so the final report reuses
   the evaluation of the checkpoint it keeps instead of scoring the validation split again.
 
-``ConsoleCallback`` takes the place of the Trainer's progress callback: the same training bar, but no
-raw log dicts on the console; a compact table per evaluation instead, and each log record as one
-line with ``--verbose`` (``bertkit.console``). The records themselves all go to ``train_log.jsonl``.
+``StopOnSignal`` turns ``interrupt.Guard``'s flag into "checkpoint now and stop" at a step boundary
+(``SignalAtStep`` is the test hook that sends the signal). ``ConsoleCallback`` takes the place of
+the Trainer's progress callback: the same training bar, but no raw log dicts on the console; a
+compact table per evaluation instead, and each log record as one line with ``--verbose``
+(``bertkit.console``). The records themselves all go to ``train_log.jsonl``.
 
 Everything else (optimizer, schedule, checkpoints, logging, several processes) is the stock Trainer.
 Imports transformers at module level: import this module inside commands only.
@@ -19,14 +21,18 @@ Imports transformers at module level: import this module inside commands only.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from bertkit import interrupt
 
 
 # (report, prediction rows, artifacts) of one evaluation of the validation split
@@ -168,3 +174,57 @@ def evaluation_table(metrics: dict[str, Any], epoch: float | None, step: int, ma
     out = io.StringIO()
     Console(file=out, width=160, color_system=None).print(table)
     return out.getvalue().rstrip()
+
+
+class StopOnSignal(TrainerCallback):
+    """Turn the guard's flag into 'checkpoint now and stop' at an optimizer-step boundary."""
+
+    def __init__(self, guard: interrupt.Guard) -> None:
+        self.guard = guard
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        signum = interrupt.agreed(self.guard.signum, args)
+        if signum is not None and self.stopped_at is None:
+            self.guard.signum = signum
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            # Log now so train_log.jsonl (and the run's mean loss) covers every step up to here.
+            control.should_log = True
+        elif state.global_step >= state.max_steps:
+            control.should_log = True  # the last steps too, for the same reason
+        return control
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.stopped_at is None:
+            return control
+        if state.epoch is not None and float(state.epoch) != int(state.epoch):
+            # Mid-epoch: no early evaluation (it would change which checkpoint is best).
+            control.should_evaluate = False
+            control.should_log = False
+        control.should_save = True
+        return control
+
+
+class SignalAtStep(TrainerCallback):
+    """The test hook (``interrupt.TEST_STEP_ENV``): send ourselves a signal at the end of a given step."""
+
+    def __init__(self, step: int, signum: int, rank: int | None) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step == self.step and self.rank in (None, args.process_index):
+            os.kill(os.getpid(), self.signum)
+        return control
+
+
+def signal_callbacks(guard: interrupt.Guard) -> list[TrainerCallback]:
+    """StopOnSignal for the guard, preceded by the test hook when its environment variable is set."""
+    out: list[TrainerCallback] = []
+    step = os.environ.get(interrupt.TEST_STEP_ENV)
+    if step:
+        name = os.environ.get(interrupt.TEST_SIGNAL_ENV, "INT").upper().removeprefix("SIG")
+        rank = os.environ.get(interrupt.TEST_RANK_ENV)
+        out.append(SignalAtStep(int(step), getattr(signal, f"SIG{name}"), int(rank) if rank else None))
+    out.append(StopOnSignal(guard))
+    return out
