@@ -223,15 +223,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
                              compute_metrics=p.task.compute_metrics(p.spec, recipe), callbacks=callbacks,
                              compute_loss_func=loss_fn,
                              evaluate_validation=(lambda m: evaluate_split(p, m, "validation", eval_batch))
-                             if "validation" in p.features else None)
-    # No raw log dicts on the console: bertkit's own bar and tables (bertkit.console's verbosity).
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from bertkit.trainer import ConsoleCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ConsoleCallback(console.level()))
+                             if "validation" in p.features else None, console_level=console.level())
     where["strategy"] = distributed.strategy(trainer)
     log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
         f"effective batch: {effective_batch(args)[1]}")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from bertkit import interrupt
@@ -58,13 +58,18 @@ class EpochSeededSampler(LengthGroupedSampler):
 
 class BertkitTrainer(Trainer):
     """The stock Trainer; ``evaluate_validation`` (model -> Evaluation) replaces its evaluation loop
-    in one-process runs when the best-model metric is one the task reports (not a loss)."""
+    in one-process runs when the best-model metric is one the task reports (not a loss), and
+    ``ConsoleCallback(console_level)`` replaces its progress callback."""
 
     def __init__(self, *args: Any, evaluate_validation: Callable[[Any], Evaluation] | None = None,
-                 **kwargs: Any) -> None:
+                 console_level: str = "normal", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.evaluate_validation = evaluate_validation
         self.evaluations: dict[int, Evaluation] = {}  # global step -> its evaluation
+        # No raw log dicts on the console: bertkit's bar and tables at the console's verbosity.
+        self.remove_callback(ProgressCallback)
+        self.remove_callback(PrinterCallback)
+        self.add_callback(ConsoleCallback(console_level))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         sampler = super()._get_train_sampler(train_dataset)
