@@ -40,7 +40,15 @@ Evaluation = tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]
 
 
 class EpochSeededSampler(LengthGroupedSampler):
-    """Length-grouped batches whose order depends only on (seed, epoch)."""
+    """Length-grouped batches in random order, drawn from (seed, epoch) alone.
+
+    The stock sampler sorts each mega-batch (up to 50 batches) by length, longest first, so an epoch
+    walks from long to short examples again and again: a length curriculum nobody asked for, which
+    on small data put streaks of similar examples (and labels) in a row. Here the batches it forms
+    are shuffled, so batches still pad only to members of similar length but come in random order;
+    the longest batch stays first (memory peaks at once, as with the stock sampler) and a short last
+    batch stays last (a batch in the middle must be full, or every later batch would straddle two).
+    """
 
     def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
         import torch
@@ -52,8 +60,16 @@ class EpochSeededSampler(LengthGroupedSampler):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
+        import torch
+
         self.generator.manual_seed(self.seed + self.epoch)
-        return super().__iter__()
+        grouped = list(super().__iter__())
+        batches = [grouped[i:i + self.batch_size] for i in range(0, len(grouped), self.batch_size)]
+        if len(batches) < 3:
+            return iter(grouped)
+        tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []
+        middle = [batches[1 + int(i)] for i in torch.randperm(len(batches) - 1, generator=self.generator)]
+        return iter([i for batch in [batches[0], *middle, *tail] for i in batch])
 
 
 class BertkitTrainer(Trainer):
