@@ -505,7 +505,7 @@ def ja_rows(rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
-def test_japanese_spans_finetune_evaluate_predict(tiny_ja_model: Path, tmp_path: Path) -> None:
+def test_japanese_spans_finetune_evaluate_predict(tiny_ja_model: Path, tmp_path: Path, monkeypatch) -> None:
     from conftest import write_jsonl
 
     rng = random.Random(5)
@@ -531,6 +531,12 @@ def test_japanese_spans_finetune_evaluate_predict(tiny_ja_model: Path, tmp_path:
     result = invoke("evaluate", out, valid, "--output-dir", tmp_path / "ev")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["f1"] == pytest.approx(metrics["f1"])
+    # a data file that happens to be called "train" is still evaluated as held-out data
+    (tmp_path / "train").write_text(valid.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("evaluate", out, "train", "data.format=jsonl", "--output-dir", tmp_path / "ev-train")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev-train" / "metrics.json").read_text())["f1"] == pytest.approx(metrics["f1"])
 
     text = "田中さんはＡＢＣの東京都に本社を置く株式会社で働いています。"
     result = invoke("predict", out, "-", input=text + "\n")
