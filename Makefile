@@ -38,7 +38,7 @@ lint: install ## ruff with pyproject.toml's settings (CI runs it)
 bench: install ## run the benchmarks in bench/ on ../shared/data (not part of test)
 	$(BIN)/python bench/run_all.py
 
-parity: install ## bertkit vs the standard recipe on ../shared/data, whole commands, 3 seeds (bench/parity.py)
+parity: install ## bertkit vs the standard recipe on ../shared/data, whole commands, 2 seeds, ~50 min (bench/parity.py)
 	$(BIN)/python bench/parity.py --json bench/out/parity.json
 
 clean: ## remove the virtualenv, runs and caches
