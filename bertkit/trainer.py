@@ -187,14 +187,13 @@ def evaluation_table(metrics: dict[str, Any], epoch: float | None, step: int, ma
 
     shown = {k.removeprefix("eval_"): v for k, v in metrics.items()
              if isinstance(v, (int, float)) and not k.endswith(("_per_second", "runtime")) and k not in _QUIET_KEYS}
-    table = Table(title=f"validation, epoch {epoch or 0:.2f} (step {step}/{max_steps})", title_justify="left",
-                  box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
     for name in shown:
         table.add_column(name, justify="right")
     table.add_row(*(_number(v) for v in shown.values()))
     out = io.StringIO()
     Console(file=out, width=160, color_system=None).print(table)
-    return out.getvalue().rstrip()
+    return f"validation, epoch {epoch or 0:.2f} (step {step}/{max_steps})\n" + out.getvalue().rstrip()
 
 
 class StopOnSignal(TrainerCallback):
