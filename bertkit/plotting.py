@@ -97,15 +97,18 @@ def save(fig: Any, path: str | Path, dpi: int = 110) -> None:
 def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) -> bool:
     """Loss (train and eval) and the selection metric against the epoch, as one PNG."""
     train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e and "epoch" in e]
-    evals = [e for e in log_history if "eval_loss" in e]
+    # bertkit's own per-epoch evaluation reports the task's metrics and no loss; the Trainer's reports both
+    evals = [e for e in log_history if "epoch" in e and any(k.startswith("eval_") for k in e)]
     if not train and not evals:
         return False
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     if train:
         axes[0].plot(*zip(*train), label="train loss", lw=1)
+    losses = [(e["epoch"], e["eval_loss"]) for e in evals if "eval_loss" in e]
+    if losses:
+        axes[0].plot(*zip(*losses), "o-", label="validation loss")
     if evals:
-        axes[0].plot([e["epoch"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="validation loss")
         key = f"eval_{metric}"
         points = [(e["epoch"], e[key]) for e in evals if key in e]
         if points:
