@@ -59,7 +59,7 @@ def prepare(recipe: Recipe) -> Prepared:
                                      always=task.SCORES_HELD_OUT)
     if "validation" not in raw and recipe.early_stopping_patience:
         raise BertkitError("early_stopping_patience needs a validation split to watch, and this run has none "
-                           "(a test split is given, so nothing is held out of train by default)",
+                           "(no validation file, and nothing is held out of train)",
                            "give one with data.validation=FILE, or hold some of train out with data.validation_size=0.1")
     import datasets
 
@@ -216,7 +216,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))
-    eval_batch = recipe.training_args().get("per_device_eval_batch_size", 64)
+    eval_batch = args.per_device_eval_batch_size
     trainer = BertkitTrainer(model=model, args=args, train_dataset=p.features["train"],
                              eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
                              data_collator=p.task.collator(p.tokenizer, p.spec),
@@ -315,7 +315,7 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     # sample counted twice.
     model = models.load_model(str(work), p.task.model_class(), trust_remote_code=recipe.trust_remote_code)
     model.to(trainer.args.device)
-    batch = recipe.training_args().get("per_device_eval_batch_size", 64)
+    batch = trainer.args.per_device_eval_batch_size
     metrics: dict[str, Any] = {"before": p.before} if p.before else {}
     predictions: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}
