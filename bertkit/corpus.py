@@ -13,7 +13,8 @@ tokenised with its word ids (``tokenize_lines``), then either
 
 - ``line_by_line``: each line is an example; a line longer than the block becomes several, or
 - grouped: the documents of a batch are concatenated with ``[SEP]`` between documents and cut into
-  blocks of ``block_size`` tokens (``[CLS]`` ... ``[SEP]`` included).
+  blocks of ``block_size`` tokens, the tokenizer's special tokens included (``[CLS]`` ... ``[SEP]``,
+  ``<s>`` ... ``</s>``: ``encoding.template``).
 
 Blocks are cut before a word, never inside one (unless a single word is longer than a block), so
 whole-word masking sees whole words. The last block of each map batch may be shorter.
@@ -29,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bertkit import encoding
 from bertkit.errors import BertkitError
 
 BUILDERS = {"text": "text", "json": "json", "jsonl": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
@@ -192,12 +194,12 @@ def cut(words: list[int], budget: int) -> list[tuple[int, int]]:
     return pieces
 
 
-def _add_blocks(out: dict[str, list[Any]], ids: list[int], words: list[int], budget: int, cls_id: int, sep_id: int) -> None:
+def _add_blocks(out: dict[str, list[Any]], ids: list[int], words: list[int], budget: int, template: Any) -> None:
     for k, (a, b) in enumerate(cut(words, budget)):
         dense: dict[int, int] = {}
         renumbered = [w if w < 0 else dense.setdefault(w, len(dense)) for w in words[a:b]]
-        out["input_ids"].append([cls_id, *ids[a:b], sep_id])
-        out["word_ids"].append([-1, *renumbered, -1])
+        out["input_ids"].append(template.wrap(ids[a:b])[0])
+        out["word_ids"].append(template.around(renumbered, -1))
         out["piece"].append(k)
 
 
@@ -207,7 +209,8 @@ def encode_batch(batch: dict[str, list[Any]], *, tokenizer: Any, column: str, bu
     docs = [[line for line in str(text).split("\n") if line.strip()] for text in batch[column]]
     encoded = iter(tokenize_lines(tokenizer, [line for lines in docs for line in lines]))
     out: dict[str, list[Any]] = {"input_ids": [], "word_ids": [], "piece": []}
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    template = encoding.template(tokenizer)
+    sep_id = tokenizer.sep_token_id
     stream_ids: list[int] = []
     stream_words: list[int] = []
     next_word = 0  # word ids stay distinct across the lines of the concatenation
@@ -218,13 +221,13 @@ def encode_batch(batch: dict[str, list[Any]], *, tokenizer: Any, column: str, bu
         for _ in lines:
             ids, words = next(encoded)
             if line_by_line:
-                _add_blocks(out, ids, words, budget, cls_id, sep_id)
+                _add_blocks(out, ids, words, budget, template)
                 continue
             stream_ids += ids
             stream_words += [w + next_word for w in words]
             next_word += max(words, default=-1) + 1
     if stream_ids:
-        _add_blocks(out, stream_ids, stream_words, budget, cls_id, sep_id)
+        _add_blocks(out, stream_ids, stream_words, budget, template)
     out["length"] = [len(ids) for ids in out["input_ids"]]
     return out
 

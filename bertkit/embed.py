@@ -85,7 +85,7 @@ def feature_rows(tokenizer: Any, model: Any, texts: list[str], max_length: int) 
 
     from bertkit import encoding
 
-    budget = max_length - encoding.n_specials(False)
+    budget = max_length - encoding.n_specials(tokenizer, False)
     with_types = "token_type_ids" in inspect.signature(model.forward).parameters
     rows, cut = [], 0
     for ids in encoding.token_ids(tokenizer, texts):

@@ -73,6 +73,7 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
     weights = bf16_weights(model) if precision == "bf16" and on == "cpu" else None
     if weights is not None:
         precision = "fp32"  # no autocast on top of bf16 weights
+    takes = accepted_inputs(model)
     lengths = [len(r["input_ids"]) for r in rows]
     results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
     from bertkit import console
@@ -80,7 +81,7 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
     bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None or console.quiet(), unit="ex")
     with torch.inference_mode(), autocast(precision, on):
         for idx in length_sorted_batches(lengths, batch_size, max_tokens):
-            batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items()}
+            batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items() if k in takes}
             out = model(**batch) if weights is None else torch.func.functional_call(model, weights, (), batch)
             for name in outputs:
                 value = out[name].float().cpu().numpy()
@@ -89,6 +90,15 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
             bar.update(len(idx))
     bar.close()
     return results
+
+
+def accepted_inputs(model: Any) -> set[str]:
+    """The input names ``model.forward`` takes (DistilBERT and ModernBERT take no ``token_type_ids``);
+    a wrapper without ``forward`` (``embed``'s pooling) is given what its inner ``model`` takes."""
+    import inspect
+
+    inner = model if hasattr(model, "forward") else model.model
+    return set(inspect.signature(inner.forward).parameters)
 
 
 def bf16_weights(model: Any) -> dict[str, Any]:

@@ -127,9 +127,22 @@ def _align_native(tokenizer, texts: list[str]) -> list[Aligned]:
         # None) a word of its own, as the Japanese alignment does.
         dense: dict[object, int] = {}
         words = [dense.setdefault(k if w is None else w, len(dense)) for k, w in enumerate(enc.word_ids(i))]
-        offsets = [tuple(o) for o in enc["offset_mapping"][i]]
+        offsets = [_trimmed(texts[i], s, e) for s, e in enc["offset_mapping"][i]]
         out.append(Aligned(list(ids), offsets, words))
     return out
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """A token's span without the whitespace at its edges: byte-level BPE (``ĠParis``, without
+    ``trim_offsets``) and SentencePiece (``▁Paris``) tokens carry the space before the word in their
+    offsets, and a span must slice the word alone. A token of whitespace only (a lone ``Ġ`` or ``▁``)
+    gets the empty span where the whitespace ends."""
+    s, e = start, end
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return (s, e) if s < e else (end, end)
 
 
 def _check_supported(tok) -> None:

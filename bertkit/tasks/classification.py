@@ -238,16 +238,18 @@ def encode_texts(tokenizer: Any, recipe: Recipe, texts: list[str], pairs: list[s
     opts = recipe.options
     first = encoding.token_ids(tokenizer, [str(t) for t in texts])
     second = encoding.token_ids(tokenizer, [str(t) for t in pairs]) if pairs is not None else None
-    budget = recipe.max_length - encoding.n_specials(second is not None)
+    template = encoding.template(tokenizer)
+    specials = template.n_specials(second is not None)
+    budget = recipe.max_length - specials
     rows, full_lengths = [], []
     for i, a in enumerate(first):
         if second is None:
-            full_lengths.append(len(a) + 2)
-            ids, types = encoding.with_specials(tokenizer, encoding.fit_single(a, budget, opts.truncation, opts.head_tokens))
+            full_lengths.append(len(a) + specials)
+            ids, types = template.wrap(encoding.fit_single(a, budget, opts.truncation, opts.head_tokens))
         else:
             b = second[i]
-            full_lengths.append(len(a) + len(b) + 3)
-            ids, types = encoding.with_specials(tokenizer, *encoding.fit_pair(a, b, budget))
+            full_lengths.append(len(a) + len(b) + specials)
+            ids, types = template.wrap(*encoding.fit_pair(a, b, budget))
         rows.append({"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "length": len(ids)})
     return rows, full_lengths
 

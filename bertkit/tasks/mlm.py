@@ -183,7 +183,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     processes = opts.num_proc or (min(os.cpu_count() or 1, 8) if len(dataset) >= 10_000 else None)
     feats = dataset.map(
         corpus.encode_batch, batched=True, remove_columns=dataset.column_names, features=types,
-        fn_kwargs={"tokenizer": tokenizer, "column": recipe.data.text_column, "budget": size - 2,
+        fn_kwargs={"tokenizer": tokenizer, "column": recipe.data.text_column, "budget": size - encoding.n_specials(tokenizer, False),
                    "line_by_line": opts.line_by_line},
         num_proc=processes if processes and processes > 1 else None, desc=f"tokenising {split}",
         new_fingerprint=_fingerprint(dataset._fingerprint, _tokenizer_identity(tokenizer), recipe.data.text_column,
@@ -308,7 +308,7 @@ def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: 
     from bertkit import encoding
 
     column, mask_id = recipe.data.text_column, tokenizer.mask_token_id
-    budget = block_size(recipe, tokenizer) - 2
+    budget = block_size(recipe, tokenizer) - encoding.n_specials(tokenizer, False)
     texts = [str(r.get(column, "")) for r in rows]
     examples = []
     for n, ids in enumerate(encoding.token_ids(tokenizer, texts)):

@@ -47,7 +47,7 @@ class Encoded:
 def encode_words(tokenizer: Any, sentences: list[list[str]]) -> list[Encoded]:
     """Pre-split words -> tokens; each word is tokenised on its own (as ``is_split_into_words`` does)."""
     flat = [w for words in sentences for w in words]
-    pieces = encoding.token_ids(tokenizer, flat)
+    pieces = encoding.word_token_ids(tokenizer, flat)
     out, k = [], 0
     for words in sentences:
         ids, word_ids = [], []
@@ -220,17 +220,18 @@ def token_labels(enc: Encoded, label_id: dict[str, int], all_tokens: bool) -> li
 def feature_rows(encoded: list[Encoded], tokenizer: Any, recipe: Recipe, spec: Spec | None) -> list[dict[str, Any]]:
     """Model inputs, one row per window; ``labels`` when ``spec`` is given and the words carry gold tags."""
     opts = recipe.options
-    budget, stride = recipe.max_length - 2, opts.window_stride(recipe.max_length)
+    template = encoding.template(tokenizer)
+    budget, stride = recipe.max_length - template.n_specials(False), opts.window_stride(recipe.max_length)
     label_id = {tag: i for i, tag in enumerate(spec.labels)} if spec else {}
     rows = []
     for example, enc in enumerate(encoded):
         labels = token_labels(enc, label_id, opts.label_all_tokens) if spec and enc.word_tags is not None else None
         for k, (s, e) in enumerate(windows(enc.word_ids, budget, stride)):
-            ids, types = encoding.with_specials(tokenizer, enc.ids[s:e])
+            ids, types = template.wrap(enc.ids[s:e])
             row = {"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "length": len(ids),
                    "example_id": example, "window_start": s, "meta": enc.meta() if k == 0 else ""}
             if labels is not None:
-                row["labels"] = [-100, *labels[s:e], -100]
+                row["labels"] = template.around(labels[s:e], -100)
             rows.append(row)
     return rows
 
@@ -286,7 +287,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
         notes["note_entities"] = f"{sum(counts.values())} entities (" + ", ".join(
             f"{t} {c}" for t, c in counts.most_common(12)) + ")"
     rows = feature_rows(encoded, tokenizer, recipe, spec if with_labels else None)
-    report = length_report(encoded, recipe, len(rows), notes)
+    report = length_report(encoded, recipe, len(rows), notes, encoding.n_specials(tokenizer, False))
     if cut_examples is not None:
         report["cut_examples"] = cut_examples
     return datasets.Dataset.from_list(rows), report
@@ -320,9 +321,10 @@ def _label_spans(encoded: list[Encoded], texts: list[str], entities: list[list[d
     return n_cut if cut else 0
 
 
-def length_report(encoded: list[Encoded], recipe: Recipe, n_features: int, notes: dict[str, str]) -> dict[str, Any]:
-    """Token counts per example (with [CLS]/[SEP]) and how many needed windows; never any truncation."""
-    stats, longer, pct = encoding.length_stats([len(e.ids) + 2 for e in encoded], recipe.max_length)
+def length_report(encoded: list[Encoded], recipe: Recipe, n_features: int, notes: dict[str, str],
+                  specials: int) -> dict[str, Any]:
+    """Token counts per example (with ``specials`` special tokens) and how many needed windows; never any truncation."""
+    stats, longer, pct = encoding.length_stats([len(e.ids) + specials for e in encoded], recipe.max_length)
     report: dict[str, Any] = {**stats, "windowed": longer, "windowed_pct": pct, "features": n_features}
     if longer:
         report["note_windows"] = (f"{longer} ({report['windowed_pct']} %) longer than max_length={recipe.max_length}, "

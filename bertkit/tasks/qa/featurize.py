@@ -1,5 +1,5 @@
-"""QA features: question and context -> ``[CLS] question [SEP] context-window [SEP]`` windows with
-start/end labels.
+"""QA features: question and context -> ``[CLS] question [SEP] context-window [SEP]`` windows (in the
+tokenizer's own template: ``<s> question </s></s> context-window </s>`` for RoBERTa) with start/end labels.
 
 What it does: aligns each context once (``bertkit.japanese.align``, offsets into the original
 text), cuts a training context at its answer's boundaries when the answer starts or ends inside a
@@ -26,7 +26,8 @@ from bertkit.tasks.qa.spec import Spec
 
 @dataclass
 class Window:
-    """One model input: ``[CLS] question [SEP] context[token_from:token_from+len(offsets)] [SEP]``."""
+    """One model input: ``[CLS] question [SEP] context[token_from:token_from+len(offsets)] [SEP]`` (or the
+    tokenizer's own layout); position 0 is where a "no answer" points."""
 
     example: int  # index of the example (row) it came from
     input_ids: list[int]
@@ -42,7 +43,7 @@ class Encoded:
 
     windows: list[Window]
     context_offsets: list[list[tuple[int, int]]]  # per example
-    full_lengths: list[int]  # per example: question + context + 3 specials, uncut
+    full_lengths: list[int]  # per example: question + context + special tokens, uncut
     questions_cut: int = 0
     answers_cut: int = 0  # examples whose context was tokenised in pieces cut at the answer's boundaries
 
@@ -63,10 +64,12 @@ def encode(tokenizer: Any, questions: list[str], contexts: list[str], max_length
     tokens = [by_text[context] for context in contexts]
     answers_cut = _cut_at_answers(tokenizer, contexts, answers, tokens) if answers else 0
     question_ids = [a.input_ids for a in align_batch(tokenizer, questions)]
-    room = max_length - encoding.n_specials(pair=True)
+    template = encoding.template(tokenizer)
+    specials = template.n_specials(pair=True)
+    room = max_length - specials
     windows, all_offsets, full_lengths, cut = [], [], [], 0
     for i, (q, (ids, offsets)) in enumerate(zip(question_ids, tokens)):
-        full_lengths.append(len(q) + len(ids) + 3)
+        full_lengths.append(len(q) + len(ids) + specials)
         if len(q) > room // 2:
             q, cut = q[: room // 2], cut + 1
         budget = room - len(q)
@@ -74,8 +77,8 @@ def encode(tokenizer: Any, questions: list[str], contexts: list[str], max_length
         all_offsets.append(offsets)
         start = 0
         while True:
-            input_ids, types = encoding.with_specials(tokenizer, q, ids[start:start + budget])
-            windows.append(Window(i, input_ids, types, len(q) + 2, start, offsets[start:start + budget]))
+            input_ids, types = template.wrap(q, ids[start:start + budget])
+            windows.append(Window(i, input_ids, types, template.second_start(len(q)), start, offsets[start:start + budget]))
             if start + budget >= len(ids):
                 break
             start += step
