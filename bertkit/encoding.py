@@ -151,14 +151,17 @@ def fit_single(ids: list[int], budget: int, strategy: str = "head", head_tokens:
 
 
 def fit_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
-    """Longest-first truncation of a pair, as ``truncation='longest_first'`` does."""
-    a, b = list(a), list(b)
-    while len(a) + len(b) > budget:
-        if len(a) >= len(b):
-            a.pop()
-        else:
-            b.pop()
-    return a, b
+    """Truncate a pair to ``budget`` tokens exactly as the tokenizers' ``longest_first`` does: a text
+    that fits in half the budget stays whole and the other takes the rest; otherwise the longer text
+    keeps the larger half (the second text on a tie), each cut from its end."""
+    if len(a) + len(b) <= budget:
+        return list(a), list(b)
+    half = budget // 2
+    if min(len(a), len(b)) <= half:
+        keep_a = len(a) if len(a) <= len(b) else budget - len(b)
+    else:
+        keep_a = budget - half if len(a) > len(b) else half
+    return list(a[:keep_a]), list(b[:budget - keep_a])
 
 
 def length_stats(lengths: list[int], max_length: int) -> tuple[dict[str, int], int, float]:

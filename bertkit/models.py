@@ -138,15 +138,52 @@ def attention_dropout_kwargs(ref: str, value: float | None) -> dict[str, Any]:
     return {"attention_probs_dropout_prob": value} if hasattr(config, "attention_probs_dropout_prob") else {}
 
 
+# The families tested with every command (tests/test_families.py), as a user knows them.
+TESTED_FAMILIES = {"bert": "BERT", "distilbert": "DistilBERT", "electra": "ELECTRA", "albert": "ALBERT",
+                   "roberta": "RoBERTa", "xlm-roberta": "XLM-RoBERTa", "deberta-v2": "DeBERTa-v2/v3",
+                   "modernbert": "ModernBERT"}
+
+
+def check_family(ref: str, model_class: Any, *, trust_remote_code: bool = False) -> str | None:
+    """Refuse, before any data is read, a model bertkit cannot serve; return its ``model_type``.
+
+    An encoder is a model type that transformers gives a masked-LM class and that is neither a
+    decoder nor an encoder-decoder: GPT-2 or Llama (decoder-only) and T5 or BART (encoder-decoder)
+    are refused, CamemBERT or MPNet (encoders outside ``TESTED_FAMILIES``) pass. The model type must
+    also have a class for the task's head (``model_class``, an ``AutoModelFor...``). A config that
+    needs its own code is left to ``load_model``.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    location, local_only = resolve(ref)
+    try:
+        config = AutoConfig.from_pretrained(location, local_files_only=local_only, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    kind = getattr(config, "model_type", "") or ""
+    families = ", ".join(TESTED_FAMILIES.values())
+    hint = f"use an encoder of the BERT family ({families})"
+    if getattr(config, "is_encoder_decoder", False) or kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        what = "an encoder-decoder" if getattr(config, "is_encoder_decoder", False) else "not an encoder (decoder-only or other)"
+        raise BertkitError(f"{ref} is a '{kind}' model, {what}; bertkit fine-tunes encoders of the BERT family", hint)
+    names = getattr(getattr(model_class, "_model_mapping", None), "_model_mapping", None)
+    if isinstance(names, dict) and kind not in names:
+        head = model_class.__name__.replace("AutoModelFor", "")
+        raise BertkitError(f"{ref} is a '{kind}' model, and transformers has no {head} head for '{kind}' models", hint)
+    return kind
+
+
 def load_model(ref: str, model_class: Any, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                **kwargs: Any) -> Any:
-    """Load ``model_class.from_pretrained`` with bertkit's safety and offline rules.
+    """Load ``model_class.from_pretrained`` with bertkit's safety and offline rules (``check_family`` first).
 
     ``kwargs`` go to ``from_pretrained`` (num_labels, id2label, problem_type, ...).
     """
     import warnings
 
     location, local_only = resolve(ref)
+    check_family(ref, model_class, trust_remote_code=trust_remote_code)
     check_weights(location, allow_pickle)
     _warn_remote_code(ref, location, trust_remote_code)
     with warnings.catch_warnings():

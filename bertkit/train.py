@@ -43,6 +43,7 @@ class Prepared:
 def prepare(recipe: Recipe) -> Prepared:
     """Load and check data, labels and tokenizer; tokenise every split (no model weights)."""
     task = tasks.get(recipe.task)
+    models.check_family(recipe.model, task.model_class(), trust_remote_code=recipe.trust_remote_code)
     raw = task.load_raw(recipe) if task.load_raw is not None else data_mod.load(recipe.data, recipe.task)
     if task.clean_split is not None:
         cleaned, dropped = {}, {}

@@ -19,7 +19,7 @@ import sys
 from bertkit.errors import BertkitError
 from bertkit.japanese.fast import _FastPath, _fast_path_for
 from bertkit.japanese.slow import _slow_align
-from bertkit.japanese.spans import Aligned
+from bertkit.japanese.spans import Aligned, trim
 
 _JA_MODULE = "transformers.models.bert_japanese.tokenization_bert_japanese"
 # MeCab can crash the whole process on one very long input, and BertJapaneseTokenizer hands it each
@@ -127,22 +127,10 @@ def _align_native(tokenizer, texts: list[str]) -> list[Aligned]:
         # None) a word of its own, as the Japanese alignment does.
         dense: dict[object, int] = {}
         words = [dense.setdefault(k if w is None else w, len(dense)) for k, w in enumerate(enc.word_ids(i))]
-        offsets = [_trimmed(texts[i], s, e) for s, e in enc["offset_mapping"][i]]
+        offsets = [trim(texts[i], s, e) for s, e in enc["offset_mapping"][i]]
         out.append(Aligned(list(ids), offsets, words))
     return out
 
-
-def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
-    """A token's span without the whitespace at its edges: byte-level BPE (``ĠParis``, without
-    ``trim_offsets``) and SentencePiece (``▁Paris``) tokens carry the space before the word in their
-    offsets, and a span must slice the word alone. A token of whitespace only (a lone ``Ġ`` or ``▁``)
-    gets the empty span where the whitespace ends."""
-    s, e = start, end
-    while s < e and text[s].isspace():
-        s += 1
-    while e > s and text[e - 1].isspace():
-        e -= 1
-    return (s, e) if s < e else (end, end)
 
 
 def _check_supported(tok) -> None:

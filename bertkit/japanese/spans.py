@@ -24,6 +24,27 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
+
+
+def trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without the whitespace at its edges; a span of whitespace only becomes the
+    empty span where it ends. Byte-level BPE (``ĠParis`` without ``trim_offsets``) and SentencePiece
+    (``▁Paris``) tokens can carry the space before a word in their offsets, and a lone ``Ġ`` or ``▁``
+    token covers only whitespace: an entity or answer must slice its words alone."""
+    s, e = start, end
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return (s, e) if s < e else (end, end)
+
+
+def covered(offsets: list[Any]) -> tuple[int, int] | None:
+    """Characters covered by consecutive tokens, from the first to the last token that covers any: a
+    lone ``Ġ`` or ``▁`` token (an empty span after ``trim``) at an edge adds no whitespace."""
+    spans = [(s, e) for s, e in offsets if e > s]
+    return (spans[0][0], spans[-1][1]) if spans else None
 
 
 @dataclass(frozen=True, slots=True)

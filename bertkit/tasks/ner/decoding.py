@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bertkit.japanese.spans import covered
 from bertkit.metrics import entities as ents
 
 
@@ -136,7 +137,9 @@ def char_span(meta: dict[str, Any], entity: dict[str, Any]) -> tuple[int, int] |
     tokens = _token_range(meta, entity)
     if tokens is None:
         return None
-    return meta["offsets"][tokens[0]][0], meta["offsets"][tokens[1]][1]
+    return covered(meta["offsets"][tokens[0]:tokens[1] + 1])
+
+
 
 
 def to_characters(meta: dict[str, Any], text: str, entity: dict[str, Any]) -> dict[str, Any] | None:

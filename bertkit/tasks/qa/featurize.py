@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertkit import encoding
+from bertkit.japanese.spans import covered
 from bertkit.recipe import Recipe
 from bertkit.tasks import boundaries
 from bertkit.tasks.qa.data import _golds
@@ -126,8 +127,10 @@ def label(window: Window, tokens: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def span_chars(window: Window, start: int, end: int) -> tuple[int, int]:
-    """Character span in the context of the window's tokens ``start..end`` (positions in input_ids)."""
-    return window.offsets[start - window.context_start][0], window.offsets[end - window.context_start][1]
+    """Character span in the context of the window's tokens ``start..end`` (positions in input_ids),
+    from the first to the last of them that covers any character (a lone ``Ġ`` or ``▁`` token has an
+    empty span); ``(0, 0)`` if none does."""
+    return covered(window.offsets[start - window.context_start:end - window.context_start + 1]) or (0, 0)
 
 
 def _metric_lang(recipe: Recipe, tokenizer: Any) -> str:
