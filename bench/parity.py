@@ -1,7 +1,7 @@
 """Parity harness: bertkit against the standard recipe on the same rows, as whole commands, over seeds.
 
     python bench/parity.py [--tasks classification,ner,qa] [--seeds 3] [--data ../shared/data]
-                           [--sides standard,bertkit] [--set ner:precision=fp32 ...] [--json FILE]
+                           [--sides standard,bertkit] [--set ner:precision=fp32 ...] [--model DIR] [--json FILE]
 
 For each task it draws fixed rows from ``../shared/data`` (the draw does not change with the seed),
 then for each seed runs, each in its own process and timed from start to exit:
@@ -135,10 +135,10 @@ def run_standard(task: str, files: dict[str, Path], s: dict, seed: int, model: s
     return {"metric": result[METRIC[task]] * SCALE[task], "seconds": seconds, "all": result}
 
 
-def run_bertkit(task: str, files: dict[str, Path], s: dict, seed: int, extra: list[str], work: Path) -> dict:
+def run_bertkit(task: str, files: dict[str, Path], s: dict, seed: int, extra: list[str], work: Path, model: str) -> dict:
     output = work / "bertkit-run"
     bertkit = Path(sys.executable).parent / "bertkit"
-    command = [str(bertkit), "finetune", str(common.REPO / "recipes" / RECIPE[task]), "model=minilm-l6",
+    command = [str(bertkit), "finetune", str(common.REPO / "recipes" / RECIPE[task]), f"model={model}",
                "data.dataset=null", f"data.train={files['train']}", "data.validation=null", f"data.test={files['test']}",
                f"output_dir={output}", f"seed={seed}", f"max_length={s['max_length']}",
                f"training.num_train_epochs={s['epochs']}", f"training.learning_rate={s['lr']}",
@@ -196,6 +196,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--qa-test", type=int, default=1000)
     parser.add_argument("--set", action="append", default=[], metavar="TASK:KEY=VALUE",
                         help="an extra bertkit override for one task (repeatable)")
+    parser.add_argument("--model", default="minilm-l6",
+                        help="a local model directory both sides start from (default: the built-in MiniLM; "
+                             "bench/make_family_model.py builds other families)")
     parser.add_argument("--json", help="write every result here")
     return parser
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from bertkit import models
 
-    model = models.resolve("minilm-l6")[0]
+    model = models.resolve(args.model)[0]
     tasks = args.tasks.split(",")
     sides = args.sides.split(",")
     extra = {t: [s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == t] for t in tasks}
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
                     work.mkdir(parents=True)
                     print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed}: {side}", file=sys.stderr, flush=True)
                     r = (run_standard(task, files, s, seed, model, work) if side == "standard"
-                         else run_bertkit(task, files, s, seed, extra[task], work))
+                         else run_bertkit(task, files, s, seed, extra[task], work, model))
                     print(f"    {METRIC[task]} {r['metric']:.2f}, {r['seconds']:.1f} s", file=sys.stderr, flush=True)
                     results[side].append(r)
             report["tasks"][task] = {"settings": s, "extra": extra[task], "results": results}

@@ -99,6 +99,29 @@ def tiny_ja_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+FAMILY_PLACES = ["Paris", "Rome", "Tokyo"]
+FAMILY_PEOPLE = ["Anna", "Bob", "Tom"]
+FAMILY_NOUNS = ["movie", "film", "book", "plot", "story", "music"]
+FAMILY_WORDS = (POSITIVE + NEGATIVE + NEUTRAL + FAMILY_PLACES + FAMILY_PEOPLE + FAMILY_NOUNS
+                + ["lives", "in", "met", "How", "The", "paris", "rome", "tokyo", "anna", "bob", "tom"])
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory: pytest.TempPathFactory):
+    """``family_model(name)`` -> directory of that family's tiny model (``families.py``: BERT, RoBERTa,
+    XLM-R, DeBERTa-v3, ModernBERT, ALBERT, ELECTRA, DistilBERT), built once per session."""
+    import families
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = families.save(family, tmp_path_factory.mktemp(family), FAMILY_WORDS)
+        return built[family]
+
+    return get
+
+
 def _review(rng: random.Random, positive: bool) -> str:
     words = rng.sample(NEUTRAL, 4) + [rng.choice(POSITIVE if positive else NEGATIVE)] + rng.sample(NEUTRAL, 2)
     rng.shuffle(words)

@@ -165,3 +165,17 @@ def test_shipped_accelerate_configs_load() -> None:
     ds_file = ROOT / configs["deepspeed-zero2"].deepspeed_config["deepspeed_config_file"]
     assert json.loads(ds_file.read_text())["zero_optimization"]["stage"] == 2
     assert configs["fsdp"].fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_roberta_ner_on_two_processes_matches_single_process_evaluate(family_model, tmp_path: Path) -> None:
+    """A byte-level BPE family (``<s> A </s>``, words after a space) through the launcher."""
+    files = conll_files(tmp_path)
+    out = tmp_path / "out"
+    result = finetune_on_two_processes(
+        ROOT / "recipes" / "ncbi-disease-ner.yaml", f"model={family_model('roberta')}", f"output_dir={out}",
+        "max_length=24", "precision=fp32", "ner.stride=4", f"data.train={files['train']}",
+        f"data.validation={files['validation']}", f"data.test={files['test']}", "training.num_train_epochs=2",
+        "training.learning_rate=0.005", "training.per_device_train_batch_size=8", "training.warmup_steps=0")
+    metrics = assert_ran_on_two_processes(out, result, per_device=8)
+    assert metrics["test"]["n_true"] > 0
+    assert evaluate_here(out, files["test"], tmp_path / "ev") == metrics["test"]

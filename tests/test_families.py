@@ -18,27 +18,12 @@ from typer.testing import CliRunner
 
 import families
 from bertkit.cli import app
+from conftest import FAMILY_NOUNS as NOUNS
+from conftest import FAMILY_PEOPLE as PEOPLE
+from conftest import FAMILY_PLACES as PLACES
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, write_jsonl
 
 runner = CliRunner()
-
-PLACES = ["Paris", "Rome", "Tokyo"]
-PEOPLE = ["Anna", "Bob", "Tom"]
-NOUNS = ["movie", "film", "book", "plot", "story", "music"]
-WORDS = POSITIVE + NEGATIVE + NEUTRAL + PLACES + PEOPLE + NOUNS + ["lives", "in", "met", "How", "The"]
-
-
-@pytest.fixture(scope="session")
-def family_model(tmp_path_factory: pytest.TempPathFactory):
-    """``family_model(name)`` -> directory of that family's tiny model, built once per session."""
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = families.save(family, tmp_path_factory.mktemp(family), WORDS)
-        return built[family]
-
-    return get
 
 
 def invoke(*args: object):
@@ -293,3 +278,41 @@ def test_pair_truncation_matches_the_tokenizers_longest_first(family_model) -> N
                 expected = tokenizer(a, b, truncation=True, max_length=budget + specials)["input_ids"]
                 ids = encoding.with_specials(tokenizer, *encoding.fit_pair(*encoding.token_ids(tokenizer, [a, b]), budget))[0]
                 assert ids == expected, (first, second, budget)
+
+
+@pytest.mark.parametrize("family", families.FAMILIES)
+def test_embed_inspect_validate_and_evaluate(family: str, family_model, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model_dir = family_model(family)
+    texts = ["Anna lives in Paris.", "the movie was very good", "Bob"]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    result = invoke("embed", model_dir, source, "--pooling", "mean", "--output", tmp_path / "v.npy")
+    assert result.exit_code == 0, result.output
+    vectors = np.load(tmp_path / "v.npy")
+    tokenizer, encoder = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
+    for text, vector in zip(texts, vectors):
+        with torch.no_grad():
+            hidden = encoder(**tokenizer(text, return_tensors="pt")).last_hidden_state[0]
+        assert vector == pytest.approx(hidden.mean(0).numpy(), abs=1e-4)
+
+    result = invoke("inspect", "attention", model_dir, "Anna lives in Paris.", "--output", tmp_path / "a.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.png").stat().st_size > 0
+
+    rng = random.Random(5)
+    rows = [{"text": review(rng, i % 2 == 0), "label": "pos" if i % 2 == 0 else "neg"} for i in range(24)]
+    path = recipe(tmp_path, "classification", model_dir, write_jsonl(tmp_path / "t.jsonl", rows))
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "labels (2)" in result.output or "neg" in result.output
+    out = finetune(path)
+    test = write_jsonl(tmp_path / "test.jsonl", rows[:10])
+    result = invoke("evaluate", out, test, "--output-dir", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    predicted = read_jsonl(tmp_path / "ev" / "predictions.jsonl")
+    accuracy = sum(p["label"] == r["label"] for p, r in zip(predicted, rows)) / 10
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)

@@ -178,7 +178,14 @@ def test_parameter_names_map_onto_ours() -> None:
 def test_unsupported_configs_are_refused() -> None:
     with pytest.raises(ValueError, match="relative_key"):
         BertShape.from_config({"model_type": "bert", "vocab_size": 10, "position_embedding_type": "relative_key"})
-    with pytest.raises(ValueError, match="not 'bert'"):
+    with pytest.raises(ValueError, match="BERT only, and this is a 'roberta' model"):
         BertShape.from_config({"model_type": "roberta", "vocab_size": 10})
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 3)
+
+
+def test_other_families_are_refused_with_the_reason(family_model) -> None:
+    from bertkit.nn import BertEncoder
+
+    with pytest.raises(ValueError, match="implements BERT only, and this is a 'roberta' model"):
+        BertEncoder.from_pretrained(str(family_model("roberta")))

@@ -51,7 +51,8 @@ class BertShape:
     def from_config(cls, config: dict[str, Any]) -> BertShape:
         """From the keys of a ``transformers`` BERT config.json (or ``model.config.to_dict()``)."""
         if config.get("model_type", "bert") != "bert":
-            raise ValueError(f"model_type {config.get('model_type')!r} is not 'bert'")
+            raise ValueError(f"bertkit.nn implements BERT only, and this is a {config.get('model_type')!r} model: "
+                             "load it with transformers' own class (AutoModel.from_pretrained)")
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"position_embedding_type {config['position_embedding_type']!r} is not supported")
         names = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads", "activation": "hidden_act",
