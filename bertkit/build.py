@@ -277,19 +277,21 @@ def _model_max_length(tokenizer) -> int:
 
 
 def token_table(tokenizer, texts: list[str]) -> list[list[dict]]:
-    """Per text, one row per token of ``tokenizer(text)`` including the special tokens.
+    """Per text, one row per token of the model's input (``tokenizer(text)``, or of the text segmented
+    first under ``japanese.pre_segment``), special tokens included.
 
     Rows: ``index``, ``token``, ``id``, ``word_id``, ``start``, ``end``, ``text`` (the original
     characters); special tokens added around the text have ``word_id``, ``start``, ``end`` and
     ``text`` None. Works for fast tokenizers and Japanese slow tokenizers; other slow tokenizers
     raise ``BertkitError``.
     """
+    from bertkit import encoding
     from bertkit.japanese import align_batch
 
     tables = []
+    before = len(encoding.template(tokenizer).single[0])
     for text, aligned in zip(texts, align_batch(tokenizer, list(texts))):
-        full = tokenizer(text)["input_ids"]
-        before = _find_run(full, aligned.input_ids)
+        full = encoding.with_specials(tokenizer, aligned.input_ids)[0]  # as the tasks build their inputs
         tokens = tokenizer.convert_ids_to_tokens(full)
         rows = []
         for i, (tok_id, tok) in enumerate(zip(full, tokens)):
@@ -305,14 +307,6 @@ def token_table(tokenizer, texts: list[str]) -> list[list[dict]]:
 
 def _row(index, token, tok_id, word_id, start, end, text) -> dict:
     return {"index": index, "token": token, "id": tok_id, "word_id": word_id, "start": start, "end": end, "text": text}
-
-
-def _find_run(full: list[int], part: list[int]) -> int:
-    """Where the text's own ids sit among those with special tokens (1 for [CLS] ... [SEP])."""
-    for i in range(len(full) - len(part) + 1):
-        if full[i : i + len(part)] == part:
-            return i
-    raise RuntimeError("the tokenizer's ids with special tokens do not contain its ids without them")
 
 
 def format_token_table(tables: list[list[dict]], texts: list[str]) -> str:

@@ -307,19 +307,36 @@ def init_model(
     typer.echo(f"saved a random {size} BERT to {output}")
 
 
+def _japanese_options(model: str, mecab_dic: str | None, pre_segment: str | None):
+    """The ``japanese:`` options for a tool command: a trained model's recipe.yaml, then the options given."""
+    from pathlib import Path
+
+    from bertkit import recipe as recipe_mod
+
+    saved = Path(model) / "recipe.yaml"
+    values = dict((recipe_mod.read_yaml(saved).get("japanese") or {}) if saved.is_file() else {})
+    values.update({k: v for k, v in (("mecab_dic", mecab_dic), ("pre_segment", pre_segment)) if v is not None})
+    tree = {"task": "mlm", "model": model, "output_dir": ".", "data": {}, "japanese": values}
+    return recipe_mod.from_dict(tree, for_training=False).japanese
+
+
 @app.command()
 @handled
 def tokenize(
     model: str = typer.Argument(..., help="model or tokenizer directory, alias (minilm-l6) or hub id"),
     texts: list[str] = typer.Argument(..., help="texts to tokenize"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    mecab_dic: Optional[str] = typer.Option(None, "--mecab-dic", help="ipadic, unidic_lite, unidic or jumandic "
+                                            "(default: the model's recipe.yaml, else the tokenizer's config)"),
+    pre_segment: Optional[str] = typer.Option(None, "--pre-segment", help="jumanpp or mecab: segment the text "
+                                              "with spaces first (default: the model's recipe.yaml, else none)"),
 ) -> None:
     """Show tokens, ids, word ids and character spans for each text."""
     import json
 
     from bertkit import build, models
 
-    tok = models.load_tokenizer(model)
+    tok = models.load_tokenizer(model, japanese=_japanese_options(model, mecab_dic, pre_segment))
     tables = build.token_table(tok, list(texts))
     if as_json:
         typer.echo(json.dumps([{"text": t, "tokens": table} for t, table in zip(texts, tables)], ensure_ascii=False, indent=1))

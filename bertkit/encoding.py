@@ -36,7 +36,7 @@ def token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Ids of each text, without special tokens and without truncation."""
     if not texts:
         return []
-    if is_japanese(tokenizer):
+    if is_japanese(tokenizer) or getattr(tokenizer, "_bertkit_segmenter", None) is not None:
         from bertkit.japanese import token_ids_batch
 
         return token_ids_batch(tokenizer, texts)

@@ -59,7 +59,8 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
         with _naming(data):
             dataset, dropped = task.clean_split(dataset, recipe, "test")
     dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
-    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
+    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
+                                       japanese=recipe.japanese)
     model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code)
     model.to(hardware.device())
@@ -117,7 +118,8 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
 
     recipe = saved_recipe(model_dir, overrides or [])
     task = tasks.get(recipe.task)
-    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code)
+    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
+                                       japanese=recipe.japanese)
     model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code)
     model.to(hardware.device())

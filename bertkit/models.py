@@ -104,24 +104,40 @@ def check_weights(path: str, allow_pickle: bool) -> None:
                            "convert them to safetensors, or set allow_pickle=true if you trust the source")
 
 
-def load_tokenizer(ref: str, *, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(ref: str, *, trust_remote_code: bool = False, japanese: Any = None) -> Any:
+    """The tokenizer of ``ref``; ``japanese`` (a ``recipe.JapaneseConfig``) sets its MeCab dictionary and
+    pre-segmentation (``bertkit.japanese.configure``, which also checks Juman++ is there)."""
+    import logging
+
     from transformers import AutoTokenizer
+
+    from bertkit.japanese.configure import DICTIONARY_HINT, configure
 
     location, local_only = resolve(ref, tokenizer=True)
     _warn_remote_code(ref, location, trust_remote_code)
+    rhoknp_log = logging.getLogger("rhoknp")
+    level = rhoknp_log.level
+    rhoknp_log.setLevel(logging.ERROR)  # "failed to start Juman++": configure() says it in one line
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only,
                                                   trust_remote_code=trust_remote_code)
+    except ImportError as exc:  # a MeCab dictionary, rhoknp or sentencepiece the tokenizer needs
+        raise BertkitError(f"the tokenizer of {ref} needs a package that is not installed: {str(exc).splitlines()[0]}",
+                           DICTIONARY_HINT) from exc
     except (OSError, ValueError) as exc:
         raise BertkitError(f"could not load a tokenizer from {ref}: {str(exc).splitlines()[0]}",
                            "the model directory needs vocab.txt or tokenizer.json and tokenizer_config.json") from exc
+    finally:
+        rhoknp_log.setLevel(level)
     # transformers builds a tokenizer from config.json alone when the files are missing: one that
     # knows only its special tokens and turns every word into [UNK].
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         raise BertkitError(f"{ref} has no tokenizer files (tokenizer.json, vocab.txt or a sentencepiece model), "
                            "so every word would become [UNK]",
                            "copy the tokenizer files of the model it came from, e.g. tokenizer.save_pretrained(dir)")
-    return tokenizer
+    if japanese is None:
+        return configure(tokenizer, ref)
+    return configure(tokenizer, ref, japanese.mecab_dic, japanese.pre_segment)
 
 
 def attention_dropout_kwargs(ref: str, value: float | None) -> dict[str, Any]:

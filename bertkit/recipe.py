@@ -49,6 +49,18 @@ class DataConfig:
     empty_text: Literal["drop", "error"] = "drop"
 
 
+@dataclass(frozen=True)
+class JapaneseConfig:
+    """How Japanese text reaches the tokenizer (the ``japanese:`` section; any task)."""
+
+    # MeCab dictionary of a MeCab-splitting BertJapaneseTokenizer. auto: the tokenizer's own config
+    # (transformers' default is unidic_lite; Tohoku v1 models were built with ipadic, NICT's with jumandic).
+    mecab_dic: Literal["auto", "ipadic", "unidic_lite", "unidic", "jumandic"] = "auto"
+    # Segment text into words joined by spaces before the tokenizer, for models trained on segmented
+    # text (ku-nlp DeBERTa-v2 and nlp-waseda RoBERTa: jumanpp). Offsets still point into the raw text.
+    pre_segment: Literal["none", "jumanpp", "mecab"] = "none"
+
+
 # Each task module registers the dataclass behind its recipe section (classification:, ner:, ...).
 TASK_OPTIONS: dict[str, type] = {}
 
@@ -82,6 +94,7 @@ class Recipe:
     model: str
     output_dir: str
     data: DataConfig
+    japanese: JapaneseConfig = field(default_factory=JapaneseConfig)
     seed: int = 42
     max_length: int = 256
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -113,7 +126,7 @@ class Recipe:
         return out
 
 
-TOP_LEVEL = {f.name for f in dataclasses.fields(Recipe)} - {"options", "source", "data", "training"}
+TOP_LEVEL = {f.name for f in dataclasses.fields(Recipe)} - {"options", "source", "data", "japanese", "training"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +412,11 @@ def from_dict(tree: dict[str, Any], source: str | None = None, for_training: boo
         errors.append("'data' must be a mapping (data: {train: ..., text_column: ...})")
         data_values = {}
     data = _build(DataConfig, data_values, "data.", errors)
+    japanese_values = tree.pop("japanese", None) or {}
+    if not isinstance(japanese_values, dict):
+        errors.append("'japanese' must be a mapping (japanese: {mecab_dic: ipadic, pre_segment: none})")
+        japanese_values = {}
+    japanese = _build(JapaneseConfig, japanese_values, "japanese.", errors)
     options = None
     if task in TASK_OPTIONS:
         if options_values is not None and not isinstance(options_values, dict):
@@ -409,11 +427,11 @@ def from_dict(tree: dict[str, Any], source: str | None = None, for_training: boo
     _one_best_metric(tree, training, errors)
     for key in list(tree):
         if key not in TOP_LEVEL:
-            errors.append(f"unknown key '{key}'{_suggest_nested(key, TOP_LEVEL | section_names | {'data', 'training'})}")
+            errors.append(f"unknown key '{key}'{_suggest_nested(key, TOP_LEVEL | section_names | {'data', 'japanese', 'training'})}")
             tree.pop(key)
     recipe = None
-    if data is not None and options is not None and task in TASK_OPTIONS:
-        fixed = {"data": data, "options": options, "training": training, "source": source}
+    if data is not None and japanese is not None and options is not None and task in TASK_OPTIONS:
+        fixed = {"data": data, "japanese": japanese, "options": options, "training": training, "source": source}
         recipe = _build(Recipe, tree, "", errors, fixed=fixed)
     if recipe is not None:
         _check_ranges(recipe, errors, for_training)

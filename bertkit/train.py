@@ -68,7 +68,7 @@ def prepare(recipe: Recipe) -> Prepared:
         split: data_mod.limit(ds, recipe.data.max_train_samples if split == "train" else recipe.data.max_eval_samples)
         for split, ds in raw.items()
     })
-    tokenizer = models.load_tokenizer(recipe.model, trust_remote_code=recipe.trust_remote_code)
+    tokenizer = models.load_tokenizer(recipe.model, trust_remote_code=recipe.trust_remote_code, japanese=recipe.japanese)
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 100_000 and recipe.max_length > limit:
         raise BertkitError(f"max_length={recipe.max_length} is more than the model takes ({limit} tokens)",

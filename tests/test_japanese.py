@@ -370,7 +370,7 @@ def test_other_slow_tokenizers_are_refused(vocab_file):
 
 def test_unsupported_config_is_refused(vocab_file):
     tok = _make(vocab_file, "mecab-unidic")
-    tok.subword_tokenizer_type = "sentencepiece"
+    tok.word_tokenizer_type = "sudachi"  # Juman++ and sentencepiece are handled; sudachi is not
     with pytest.raises(BertkitError, match="not implemented"):
         align(tok, "東京")
 

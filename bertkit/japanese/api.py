@@ -18,6 +18,7 @@ import sys
 
 from bertkit.errors import BertkitError
 from bertkit.japanese.fast import _FastPath, _fast_path_for
+from bertkit.japanese.presegment import JAPANESE_CHARS, Segmenter, align_segmented, mecab_word_ids
 from bertkit.japanese.slow import _slow_align
 from bertkit.japanese.spans import Aligned, trim
 
@@ -46,6 +47,9 @@ def align(tokenizer, text: str, *, method: str = "auto") -> Aligned:
 
 def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Aligned]:
     """``align`` for many texts; the fast path parses each text once and batches the WordPiece."""
+    segmenter = getattr(tokenizer, "_bertkit_segmenter", None)
+    if segmenter is not None:  # japanese.pre_segment
+        return align_segmented(tokenizer, list(texts), segmenter, lambda tok, t: _align_native(tok, t, mecab_words=False))
     if getattr(tokenizer, "is_fast", False):
         return _align_native(tokenizer, texts)
     _check_lengths(texts)
@@ -59,9 +63,13 @@ def align_batch(tokenizer, texts: list[str], *, method: str = "auto") -> list[Al
 def token_ids_batch(tokenizer, texts: list[str]) -> list[list[int]]:
     """The ids of ``align_batch`` alone (no offsets or word ids built): what classification needs.
 
-    Equal to ``tokenizer(text, add_special_tokens=False)["input_ids"]`` for every text.
+    Equal to ``tokenizer(text, add_special_tokens=False)["input_ids"]`` for every text (of the text
+    segmented with spaces first, under ``japanese.pre_segment``).
     """
-    if getattr(tokenizer, "is_fast", False):
+    segmenter = getattr(tokenizer, "_bertkit_segmenter", None)
+    if segmenter is not None:
+        texts = [segmenter.segment(t)[0] for t in texts]
+    if segmenter is not None or getattr(tokenizer, "is_fast", False):
         return tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     _check_lengths(texts)
     fast = _japanese_fast_path(tokenizer, "auto")
@@ -117,7 +125,9 @@ def word_spans(tokenizer, text: str) -> list[tuple[int, int]]:
     return [spans[w] for w in sorted(spans)]
 
 
-def _align_native(tokenizer, texts: list[str]) -> list[Aligned]:
+def _align_native(tokenizer, texts: list[str], mecab_words: bool = True) -> list[Aligned]:
+    """A fast tokenizer's own ids and offsets (trimmed of edge whitespace); word ids are its
+    pre-tokenizer's words, or, for a text with Japanese characters (``mecab_words``), MeCab's."""
     if not texts:
         return []
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
@@ -128,17 +138,29 @@ def _align_native(tokenizer, texts: list[str]) -> list[Aligned]:
         dense: dict[object, int] = {}
         words = [dense.setdefault(k if w is None else w, len(dense)) for k, w in enumerate(enc.word_ids(i))]
         offsets = [trim(texts[i], s, e) for s, e in enc["offset_mapping"][i]]
+        if mecab_words and JAPANESE_CHARS.search(texts[i]):
+            # The tokenizer's words are whitespace-separated: in Japanese, whole sentences. Use MeCab's.
+            words = mecab_word_ids(texts[i], offsets, _mecab_segmenter())
         out.append(Aligned(list(ids), offsets, words))
     return out
 
 
+_MECAB: list[Segmenter] = []
+
+
+def _mecab_segmenter() -> Segmenter:
+    if not _MECAB:
+        _MECAB.append(Segmenter("mecab"))
+    return _MECAB[0]
+
+
 
 def _check_supported(tok) -> None:
-    word_ok = not tok.do_word_tokenize or tok.word_tokenizer_type in ("mecab", "basic")
-    sub_ok = not tok.do_subword_tokenize or tok.subword_tokenizer_type in ("wordpiece", "character")
+    word_ok = not tok.do_word_tokenize or tok.word_tokenizer_type in ("mecab", "jumanpp", "basic")
+    sub_ok = not tok.do_subword_tokenize or tok.subword_tokenizer_type in ("wordpiece", "character", "sentencepiece")
     if not (word_ok and sub_ok):
         raise BertkitError(
             f"offsets are not implemented for word_tokenizer_type={tok.word_tokenizer_type!r}, "
             f"subword_tokenizer_type={tok.subword_tokenizer_type!r}",
-            hint="supported: mecab or basic words with wordpiece or character subwords",
+            hint="supported: mecab, jumanpp or basic words with wordpiece, sentencepiece or character subwords",
         )

@@ -6,7 +6,7 @@ character subwords) on a string whose every character remembers its original spa
 It calls the tokenizer's own MeCab tagger and WordPiece, so the tokens are the tokenizer's own. An
 ``[UNK]`` token spans the word (WordPiece) or character (character subwords) it replaced.
 
-Exact for every mecab or basic / wordpiece or character configuration, and slow (one MeCab call and
+Exact for every mecab, jumanpp or basic / wordpiece, sentencepiece or character configuration, and slow (one MeCab call and
 one WordPiece call per word); the fast path checks itself against it and hands it the texts it
 cannot do exactly. No configuration checks here: the entry points (``api``) refuse the rest first.
 """
@@ -14,7 +14,7 @@ cannot do exactly. No configuration checks here: the entry points (``api``) refu
 from __future__ import annotations
 
 from bertkit.japanese.spans import Aligned, _nfkc, _Tracked
-from bertkit.japanese.words import _basic_words, _mecab_words
+from bertkit.japanese.words import _basic_words, _jumanpp_words, _mecab_words
 
 
 def _slow_align(tok, text: str) -> Aligned:
@@ -78,12 +78,16 @@ def _tokenize_piece(tok, piece: _Tracked, specials: set[str]):
         words = [piece]
     elif tok.word_tokenizer_type == "mecab":
         words = _mecab_words(tok.word_tokenizer, piece, specials)
+    elif tok.word_tokenizer_type == "jumanpp":
+        words = _jumanpp_words(tok.word_tokenizer, piece, specials)
     else:
         words = _basic_words(tok.word_tokenizer, piece, specials)
     if not tok.do_subword_tokenize:
         return [[(w.text, w.span())] for w in words if w.text]
     if tok.subword_tokenizer_type == "wordpiece":
         return [g for w in words for g in _wordpiece(tok.subword_tokenizer, w)]
+    if tok.subword_tokenizer_type == "sentencepiece":
+        return [g for w in words if (g := _sentencepiece(tok.subword_tokenizer, w))]
     return [g for w in words if (g := _characters(tok.subword_tokenizer, w))]
 
 
@@ -104,6 +108,35 @@ def _wordpiece(st, word: _Tracked) -> list[list[tuple[str, tuple[int, int]]]]:
             raise RuntimeError(f"WordPiece pieces {pieces} do not spell {part.text!r}")
         groups.append(group)
     return groups
+
+
+def _sentencepiece(st, word: _Tracked) -> list[tuple[str, tuple[int, int]]]:
+    """``SentencepieceTokenizer.tokenize`` (the tokenizer's own model) on one word; each piece gets the
+    characters it spells, a lone ``▁`` the empty span before the word. Where SentencePiece's own
+    normalisation makes the pieces spell something else, every piece gets the whole word's span."""
+    import unicodedata
+
+    if not word.text.strip():
+        return []
+    pieces = st.tokenize(word.text)
+    text = word.lstrip().rstrip() if st.remove_space else word
+    text = text.map(lambda t: t.replace("``", '"').replace("''", '"'))
+    if not st.keep_accents:
+        text = text.map(lambda t: "".join(c for c in unicodedata.normalize("NFKD", t) if not unicodedata.combining(c)))
+    if st.do_lower_case:
+        text = text.map(str.lower)
+    out, pos = [], 0
+    for piece in pieces:
+        core = piece[1:] if piece.startswith("\u2581") else piece
+        if not core:
+            at = text.spans[pos][0] if pos < len(text.text) else text.span()[1]
+            out.append((piece, (at, at)))
+            continue
+        if text.text[pos : pos + len(core)].replace(" ", "\u2581") != core:
+            return [(p, word.span()) for p in pieces]
+        out.append((piece, text[pos : pos + len(core)].span()))
+        pos += len(core)
+    return out if pos == len(text.text) else [(p, word.span()) for p in pieces]
 
 
 def _characters(st, word: _Tracked) -> list[tuple[str, tuple[int, int]]]:

@@ -1,14 +1,16 @@
 """Word splitters: the words a BertJapaneseTokenizer cuts a text into, before any subword.
 
-- ``_mecab_words`` and ``_basic_words`` mirror ``MecabTokenizer.tokenize`` and ``BasicTokenizer.tokenize``
+- ``_mecab_words``, ``_jumanpp_words`` and ``_basic_words`` mirror ``MecabTokenizer.tokenize``,
+  ``JumanppTokenizer.tokenize`` and ``BasicTokenizer.tokenize``
   on a tracked string (``spans._Tracked``), so every word keeps its original span; MeCab words come
   from the tokenizer's own tagger, so they are the tokenizer's own. The slow alignment uses them.
 - ``_mecab_option`` is the MeCab option string ``MecabTokenizer`` builds (which dictionary, which
   mecabrc): the fast path and its helper processes build their wakati taggers with it.
 - ``place_words`` finds the words of MeCab's wakati output in the normalised text they came from.
 
-Only MeCab (ipadic, unidic_lite or unidic) and the basic splitter; no sudachi or Juman++ (the entry
-points refuse those). No subwords here (``slow`` and ``pieces`` do them), and no MeCab parsing for
+MeCab (ipadic, unidic_lite, unidic, or a dictionary named in ``mecab_option`` such as jumandic),
+Juman++ (``_jumanpp_words``, through the tokenizer's own ``rhoknp`` process) and the basic splitter; no
+sudachi (the entry points refuse it). No subwords here (``slow`` and ``pieces`` do them), and no MeCab parsing for
 the fast path (``fast`` and ``mecab_pool`` parse).
 """
 
@@ -35,6 +37,37 @@ def _mecab_words(wt, piece: _Tracked, specials: set[str]) -> list[_Tracked]:
         if wt.do_lower_case and surface not in never_split:
             word = word.map(str.lower)
         words.append(word)
+    return words
+
+
+def _jumanpp_words(wt, piece: _Tracked, specials: set[str]) -> list[_Tracked]:
+    """``JumanppTokenizer.tokenize``: NFKC, strip, Juman++ (through ``rhoknp``), lower-casing, trimming.
+
+    Juman++ reads a line and answers it; a text with newlines goes to it one line at a time (in one
+    call, the second line's answer would be read as the next text's).
+    """
+    text = piece.map(_nfkc) if wt.normalize_text else piece
+    text = text.lstrip().rstrip()
+    never_split = set(wt.never_split) | specials
+    words, start = [], 0
+    for end in [*(i for i, c in enumerate(text.text) if c == "\n"), len(text.text)]:
+        line, pos = text[start:end], 0
+        start = end + 1
+        if not line.text.strip():
+            continue
+        for morpheme in wt.juman.apply_to_sentence(line.text).morphemes:
+            surface = morpheme.text
+            if not line.text.startswith(surface, pos):
+                pos = line.text.index(surface, pos)
+            word = line[pos : pos + len(surface)]
+            pos += len(surface)
+            if wt.do_lower_case and surface not in never_split:
+                word = word.map(str.lower)
+            if wt.trim_whitespace:
+                if not surface.strip():
+                    continue
+                word = word.lstrip().rstrip()
+            words.append(word)
     return words
 
 
