@@ -107,3 +107,43 @@ def save(family: str, directory: Path, texts: list[str]) -> Path:
                         intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
     BertForMaskedLM(config).save_pretrained(directory)
     return directory
+
+
+# Fast SentencePiece tokenizers: the models that read pre-segmented text (ku-nlp DeBERTa-v2, nlp-waseda
+# RoBERTa: words joined by spaces, Juman++) and the newer ones that read raw text (ModernBERT-Ja,
+# llm-jp-modernbert, rinna: one SentencePiece over the raw text).
+FAST_FAMILIES = ("ku-deberta", "sp-raw")
+
+
+def save_fast(family: str, directory: Path, texts: list[str]) -> Path:
+    """A fast SentencePiece (unigram) tokenizer and a tiny random model of the family's architecture."""
+    import torch
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    texts = [unicodedata.normalize("NFKC", t) for t in texts]
+    lines = [" ".join(ws) for ws in words_of("kyoto", texts)] if family == "ku-deberta" else texts
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] if family == "ku-deberta" else ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token=specials[3], show_progress=False,
+                                      initial_alphabet=sorted({c for t in texts for c in t if not c.isspace()}))
+    tok.train_from_iterator(lines * 3, trainer)
+    vocab = [(p, s) for p, s in json.loads(tok.to_str())["model"]["vocab"]]
+    torch.manual_seed(0)
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    if family == "ku-deberta":
+        tokenizer = tf.DebertaV2Tokenizer(vocab=vocab, unk_id=3, model_max_length=128)
+        config = tf.DebertaV2Config(**tiny, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                    type_vocab_size=0, relative_attention=True, position_buckets=32,
+                                    pos_att_type=["p2c", "c2p"], position_biased_input=False, max_position_embeddings=128)
+        model = tf.DebertaV2ForMaskedLM(config)
+    else:
+        tokenizer = tf.XLMRobertaTokenizer(vocab=vocab, model_max_length=128)
+        config = tf.XLMRobertaConfig(**tiny, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                     type_vocab_size=1, max_position_embeddings=128 + tokenizer.pad_token_id + 1)
+        model = tf.XLMRobertaForMaskedLM(config)
+    tokenizer.save_pretrained(directory)
+    model.save_pretrained(directory)
+    return directory

@@ -18,13 +18,19 @@ Read in this order (each module imports only the ones above it):
 - ``mecab_pool.py``: MeCab (and, for ids, the tokens) in helper processes for big batches
   (``BERTKIT_JA_WORKERS``).
 - ``fast.py``: the fast path (mecab + wordpiece only), checked against the slow alignment first.
-- ``api.py``: the entry points, choosing native offsets (fast tokenizers), the fast path or the slow one.
+- ``presegment.py``: words of raw text by Juman++ or MeCab for tokenizers that do not find Japanese
+  words themselves: text segmented with spaces (``japanese.pre_segment``) with offsets mapped back,
+  and MeCab word ids for SentencePiece / BPE tokenizers on Japanese text.
+- ``api.py``: the entry points, choosing native offsets (fast tokenizers), pre-segmentation, the fast
+  path or the slow one.
+- ``configure.py``: the recipe's ``japanese:`` options applied to a loaded tokenizer (MeCab dictionary,
+  pre-segmentation), and the one-line refusals (no Juman++, a missing dictionary).
 
 Constants are read in the module that defines them (``api.MAX_TEXT_CHARS``, ``mecab_pool.MIN_CHARS``
 and ``START_CHARS``): change them there; the copies re-exported here are for reading.
 
-Not handled: sentencepiece subwords and the sudachi / jumanpp word tokenizers (``BertkitError``);
-other slow tokenizers (``BertkitError``: use a fast tokenizer, which has native offsets).
+Not handled: the sudachi word tokenizer (``BertkitError``); other slow tokenizers (``BertkitError``:
+use a fast tokenizer, which has native offsets).
 """
 
 from bertkit.japanese.api import (

@@ -131,6 +131,7 @@ def _align_native(tokenizer, texts: list[str], mecab_words: bool = True) -> list
     if not texts:
         return []
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    lone = _lone_space_ids(tokenizer)
     out = []
     for i, ids in enumerate(enc["input_ids"]):
         # Renumber 0, 1, 2, ... in order, and give an added token found in the text (word id
@@ -138,11 +139,24 @@ def _align_native(tokenizer, texts: list[str], mecab_words: bool = True) -> list
         dense: dict[object, int] = {}
         words = [dense.setdefault(k if w is None else w, len(dense)) for k, w in enumerate(enc.word_ids(i))]
         offsets = [trim(texts[i], s, e) for s, e in enc["offset_mapping"][i]]
+        offsets = [(s, s) if t in lone else (s, e) for t, (s, e) in zip(ids, offsets)]
         if mecab_words and JAPANESE_CHARS.search(texts[i]):
             # The tokenizer's words are whitespace-separated: in Japanese, whole sentences. Use MeCab's.
             words = mecab_word_ids(texts[i], offsets, _mecab_segmenter())
         out.append(Aligned(list(ids), offsets, words))
     return out
+
+
+def _lone_space_ids(tokenizer) -> set[int]:
+    """Ids of the tokens that are only a word-start mark (``▁``, ``Ġ``). Some SentencePiece
+    tokenizers give a lone ``▁`` the offsets of the character after it, overlapping the next token;
+    it covers no character of its own, so it gets an empty span where its word starts."""
+    cached = getattr(tokenizer, "_bertkit_lone_ids", None)
+    if cached is None:
+        ids = [tokenizer.convert_tokens_to_ids(mark) for mark in ("\u2581", "\u0120")]
+        cached = {i for i in ids if i is not None and i != tokenizer.unk_token_id}
+        tokenizer._bertkit_lone_ids = cached
+    return cached
 
 
 _MECAB: list[Segmenter] = []

@@ -19,10 +19,9 @@ import os
 from typing import Any
 
 from bertkit.errors import BertkitError
+from bertkit.japanese.presegment import JUMANPP_HINT, Segmenter
 
 DICTIONARY_HINT = "pip install 'bertkit[japanese]' installs ipadic, jumandic, rhoknp and sentencepiece"
-JUMANPP_HINT = ("install Juman++ (https://github.com/ku-nlp/jumanpp: build it from the release tarball) and put "
-                "the jumanpp executable on PATH; rhoknp, which runs it, comes with pip install 'bertkit[japanese]'")
 
 
 def dictionary_option(name: str) -> dict[str, Any]:
@@ -58,8 +57,6 @@ def configure(tokenizer: Any, ref: str, mecab_dic: str = "auto", pre_segment: st
         if word_type is not None:
             raise BertkitError(f"japanese.pre_segment={pre_segment}: the tokenizer of {ref} splits words itself "
                                f"({word_type})", "remove japanese.pre_segment")
-        from bertkit.japanese.presegment import Segmenter
-
         tokenizer._bertkit_segmenter = Segmenter(pre_segment)
     return tokenizer
 

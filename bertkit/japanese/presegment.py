@@ -20,6 +20,8 @@ from typing import Any
 
 from bertkit.japanese.spans import Aligned
 
+JUMANPP_HINT = ("install Juman++ (https://github.com/ku-nlp/jumanpp: build it from the release tarball) and put "
+                "the jumanpp executable on PATH; rhoknp, which runs it, comes with pip install 'bertkit[japanese]'")
 JAPANESE_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
 
 
@@ -39,7 +41,6 @@ class Segmenter:
         if self._engine is None:
             if self.kind == "jumanpp":
                 from bertkit.errors import BertkitError
-                from bertkit.japanese.configure import JUMANPP_HINT
 
                 try:
                     import rhoknp
