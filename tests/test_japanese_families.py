@@ -183,6 +183,7 @@ def test_qa_answers_slice_the_context(family: str, options: list[str], ja_family
                     "qa.doc_stride=16", "precision=fp32", "training.num_train_epochs=1",
                     "training.per_device_train_batch_size=8", *options)
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["validation"]["metric_lang"] == "ja"  # JGLUE's scores
     for row in read_jsonl(out / "predictions.jsonl"):
         if row["answer"]:
             assert row["answer"].strip() == row["answer"]
@@ -244,6 +245,13 @@ def test_mecab_dictionary_comes_from_the_config_and_the_recipe(ja_family, tmp_pa
         return [text[min(s):max(s)] for s in spans.values()]
 
     assert words(ja_family("tohoku-v1")) == ipadic  # from the tokenizer's config
+    unnamed = tmp_path / "unnamed"  # a config naming no dictionary (as Tohoku v1's): transformers' unidic-lite, and a note
+    shutil.copytree(ja_family("tohoku-v1"), unnamed)
+    config = json.loads((unnamed / "tokenizer_config.json").read_text())
+    config.pop("mecab_kwargs")
+    (unnamed / "tokenizer_config.json").write_text(json.dumps(config))
+    result = invoke("tokenize", unnamed, text)
+    assert result.exit_code == 0 and "names no MeCab dictionary" in result.output and "japanese.mecab_dic=ipadic" in result.output
     assert words(ja_family("tohoku-v1"), "--mecab-dic", "unidic_lite") == unidic  # the recipe's choice wins
     nict = fugashi.GenericTagger(jf.mecab_option("jumandic") + " -Owakati").parse(text).split()
     assert words(ja_family("tohoku-v3"), "--mecab-dic", "jumandic") == nict

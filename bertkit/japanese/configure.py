@@ -48,6 +48,14 @@ def configure(tokenizer: Any, ref: str, mecab_dic: str = "auto", pre_segment: st
         if juman is None or not juman.is_available():
             raise BertkitError(f"the tokenizer of {ref} splits words with Juman++, and the jumanpp executable "
                                "is not installed (not on PATH)", JUMANPP_HINT)
+    if mecab_dic == "auto" and word_type == "mecab":
+        named = tokenizer.init_kwargs.get("mecab_kwargs") or {}
+        if "mecab_dic" not in named and not named.get("mecab_option"):
+            from bertkit import console
+
+            console.log(f"note: the tokenizer config of {ref} names no MeCab dictionary, so transformers uses "
+                        "unidic-lite; a model built with IPAdic (Tohoku v1: cl-tohoku/bert-base-japanese, "
+                        "-whole-word-masking) needs japanese.mecab_dic=ipadic")
     if mecab_dic != "auto":
         if word_type != "mecab":
             raise BertkitError(f"japanese.mecab_dic={mecab_dic} applies to tokenizers that split words with MeCab, "

@@ -133,9 +133,18 @@ def span_chars(window: Window, start: int, end: int) -> tuple[int, int]:
     return covered(window.offsets[start - window.context_start:end - window.context_start + 1]) or (0, 0)
 
 
-def _metric_lang(recipe: Recipe, tokenizer: Any) -> str:
+def _metric_lang(recipe: Recipe, tokenizer: Any, contexts: list[str] | None = None) -> str:
+    """``qa.metric_lang``; auto: JGLUE's character-level scores for Japanese (a Japanese tokenizer, a
+    pre-segmenting one, or contexts mostly in Japanese: SentencePiece models read it too), else SQuAD's."""
+    from bertkit.japanese.presegment import JAPANESE_CHARS
+
     lang = recipe.options.metric_lang
-    return ("ja" if encoding.is_japanese(tokenizer) else "en") if lang == "auto" else lang
+    if lang != "auto":
+        return lang
+    if encoding.is_japanese(tokenizer) or getattr(tokenizer, "_bertkit_segmenter", None) is not None:
+        return "ja"
+    sample = (contexts or [])[:50]
+    return "ja" if sample and sum(bool(JAPANESE_CHARS.search(c)) for c in sample) * 2 > len(sample) else "en"
 
 
 def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: str = "train",
@@ -151,9 +160,9 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     import datasets
 
     opts = recipe.options
-    spec.lang = _metric_lang(recipe, tokenizer)
     questions = [str(q).strip() for q in list(dataset[opts.question_column])]
     contexts = [str(c) for c in list(dataset[opts.context_column])]
+    spec.lang = _metric_lang(recipe, tokenizer, contexts)
     golds = _split_golds(dataset, recipe) if with_labels else [[] for _ in contexts]
     spans = [_first_span(g) for g in golds]
     cut = boundaries.applies(split)

@@ -32,7 +32,7 @@ class Options:
     # Gold answers whose answer_start does not point at their text: move them to the nearest
     # occurrence of the text (fix), drop them (drop), or stop (error). Always counted and shown.
     bad_answers: Literal["fix", "drop", "error"] = "fix"
-    metric_lang: Literal["auto", "en", "ja"] = "auto"  # auto: ja (JGLUE char F1) for Japanese tokenizers
+    metric_lang: Literal["auto", "en", "ja"] = "auto"  # auto: ja (JGLUE char F1) for Japanese tokenizers or text
     top_k: int = 5  # alternatives listed per question by `bertkit predict`
 
     def check(self, recipe: Recipe) -> list[str]:
