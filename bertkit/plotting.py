@@ -126,6 +126,26 @@ def plot_training(log_history: list[dict[str, Any]], metric: str, path: Path) ->
     return True
 
 
+def plot_search(points: list[tuple[int, float]], metric: str, greater: bool, path: Path) -> None:
+    """``bertkit tune``: each finished trial's validation metric, and the best so far."""
+    plt = pyplot()
+    points = sorted(points)
+    best, running = [], None
+    for _, value in points:
+        running = value if running is None else (max(running, value) if greater else min(running, value))
+        best.append(running)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot([n for n, _ in points], [v for _, v in points], "o", label="trial", alpha=0.7)
+    ax.step([n for n, _ in points], best, where="post", color="tab:green", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_confusion(labels: list[str], matrix: list[list[int]], path: Path) -> None:
     plt = pyplot()
     use_cjk_font(plt, labels)

@@ -109,6 +109,9 @@ class Recipe:
     resume: bool = False  # continue from the last checkpoint in <output_dir>.partial (as --resume does)
     options: Any = None  # the task's options dataclass (the YAML section named after the task)
     training: dict[str, Any] = field(default_factory=dict)
+    # bertkit tune's search space: recipe key -> {low, high, log} or [choices]; null: tune.DEFAULT_SPACE.
+    # finetune ignores it.
+    tune: dict[str, Any] | None = None
     source: str | None = None  # file the recipe came from
 
     def training_args(self) -> dict[str, Any]:
@@ -122,6 +125,8 @@ class Recipe:
         options = out.pop("options")
         if options is not None:
             out[self.task] = options
+        if out.get("tune") is None:
+            out.pop("tune", None)
         out["training"] = {**TRAINING_DEFAULTS, **self.training}
         return out
 

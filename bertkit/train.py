@@ -153,7 +153,8 @@ def _loss_with_class_weights(weights: list[float]) -> Any:
     return loss
 
 
-def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, command: str = "") -> dict[str, Any]:
+def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, command: str = "",
+        callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train, evaluate and write the output directory; return the metrics.
 
     Ctrl-C or SIGTERM while training writes a checkpoint and raises ``interrupt.Interrupted`` with
@@ -164,7 +165,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
     work = outputs.staging_dir(recipe.output_dir)
     with interrupt.Guard() as guard:
         try:
-            return _run(recipe, guard, overwrite=overwrite, resume=resume, command=command)
+            return _run(recipe, guard, overwrite=overwrite, resume=resume, command=command, extra_callbacks=callbacks)
         except KeyboardInterrupt:
             failure: BaseException = guard.interrupted(work, command)
         except (OSError, RuntimeError, BertkitError) as exc:  # a full disk, whoever noticed it first
@@ -177,7 +178,8 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
         raise failure
 
 
-def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str) -> dict[str, Any]:
+def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str,
+         extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback, set_seed
 
     from bertkit.trainer import BertkitTrainer, signal_callbacks
@@ -214,6 +216,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     counter = distributed.batch_counter()
     callbacks.append(counter)
     callbacks += signal_callbacks(guard)
+    callbacks += extra_callbacks or []  # e.g. bertkit tune's pruning
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))

@@ -1,0 +1,237 @@
+"""``bertkit tune``: search a recipe's settings with Optuna, on validation data only.
+
+Each trial is a whole ``train.run`` of the recipe with the trial's values as overrides, its test split
+removed (the search never sees test data) and a validation split guaranteed (``data.validation_size``
+0.1 when the recipe has none). Optuna's TPE sampler (seeded by the recipe's seed) proposes values;
+the median pruner stops a trial whose per-epoch validation metric falls below the median of earlier
+trials at the same epoch. The objective is the task's best-model metric on validation.
+
+Everything goes to ``OUTPUT_DIR/tune/``: ``study.db`` (SQLite: a killed tune resumes from it; with
+``--storage URL`` several machines share one study, Optuna's own distributed mode), ``trials.csv``,
+``best.yaml`` (a complete recipe: ``bertkit finetune best.yaml`` reproduces the best trial, test split
+restored), ``search.png`` and the best trial's model alone (``trial-N``; the others are deleted).
+
+The search space is the recipe's ``tune:`` block, a mapping from a recipe key (dotted; a bare name
+is a ``training.`` key) to a range ``{low, high, log}`` (integers when both ends are) or a list of
+choices; without one, ``DEFAULT_SPACE``. What this does not do: search the model or the task, or run
+trials in parallel on one machine (2 cores share badly; use several machines with ``--storage``).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bertkit import console
+from bertkit import recipe as recipe_mod
+from bertkit.errors import BertkitError
+
+# Ranges that suit small and base encoders alike: small models (MiniLM) want higher learning rates
+# than the 2e-5 of bert-base recipes, small data more epochs.
+DEFAULT_SPACE: dict[str, Any] = {
+    "training.learning_rate": {"low": 1.0e-5, "high": 3.0e-4, "log": True},
+    "training.num_train_epochs": {"low": 1, "high": 5},
+    "training.per_device_train_batch_size": [8, 16, 32],
+    "training.warmup_steps": {"low": 0.0, "high": 0.2},
+    "training.weight_decay": {"low": 0.0, "high": 0.1},
+}
+
+
+def search_space(recipe: recipe_mod.Recipe, tree: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's ``tune:`` block (or the default), keys made full and every key and range checked."""
+    raw = DEFAULT_SPACE if recipe.tune is None else recipe.tune
+    if not raw:
+        raise BertkitError("the recipe's tune: block names no setting to search",
+                           "add one, e.g. tune: {learning_rate: {low: 1.0e-5, high: 1.0e-4, log: true}}, or remove the block")
+    space: dict[str, Any] = {}
+    for name, spec in raw.items():
+        key = name if "." in name or name in recipe_mod.TOP_LEVEL else f"training.{name}"
+        if isinstance(spec, list):
+            if not spec:
+                raise BertkitError(f"tune.{name} lists no choices", f"give some, e.g. tune.{name}: [8, 16, 32]")
+            sample = spec[0]
+        elif isinstance(spec, dict) and set(spec) >= {"low", "high"} and set(spec) <= {"low", "high", "log"}:
+            if not (isinstance(spec["low"], (int, float)) and isinstance(spec["high"], (int, float)) and spec["low"] < spec["high"]):
+                raise BertkitError(f"tune.{name} needs numbers low < high, got {spec['low']!r} and {spec['high']!r}",
+                                   f"e.g. tune.{name}: {{low: 1.0e-5, high: 1.0e-4}}")
+            if spec.get("log") and spec["low"] <= 0:
+                raise BertkitError(f"tune.{name} is searched on a log scale, so low must be above 0", "raise low or set log: false")
+            sample = spec["low"]
+        else:
+            raise BertkitError(f"tune.{name} must be a list of choices or a range {{low, high, log}}, got {spec!r}",
+                               f"e.g. tune.{name}: [8, 16, 32] or tune.{name}: {{low: 1, high: 5}}")
+        try:  # the key must be one a recipe takes, with a value of its type
+            recipe_mod.from_dict(recipe_mod.apply_overrides(tree, [f"{key}={sample}"]))
+        except BertkitError as exc:
+            raise BertkitError(f"tune.{name} cannot be searched: {exc.message.splitlines()[-1].strip(' -')}",
+                               "name a recipe key (learning_rate, training.num_train_epochs, max_length, ...)") from exc
+        space[key] = spec
+    return space
+
+
+def suggest(trial: Any, key: str, spec: Any) -> Any:
+    if isinstance(spec, list):
+        return trial.suggest_categorical(key, spec)
+    if isinstance(spec["low"], int) and isinstance(spec["high"], int) and not isinstance(spec["low"], bool):
+        return trial.suggest_int(key, spec["low"], spec["high"], log=bool(spec.get("log")))
+    return trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+
+
+def _trial_tree(tree: dict[str, Any], values: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """The trial's recipe: the values, its own output directory, validation held out, no test split."""
+    data = dict(tree.get("data") or {})
+    data["test"] = None
+    if not data.get("validation") and not data.get("validation_size"):
+        data["validation_size"] = 0.1
+    out = recipe_mod.apply_overrides({**tree, "data": data, "output_dir": str(output_dir)},
+                                     [f"{k}={v}" for k, v in values.items()])
+    out.pop("tune", None)
+    return out
+
+
+class _Pruning:
+    """A Trainer callback: report each evaluation's metric to the trial; stop a trial Optuna prunes."""
+
+    def __new__(cls, trial: Any, metric: str) -> Any:
+        import optuna
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+                value = (metrics or {}).get(f"eval_{metric}", (metrics or {}).get(metric))
+                if value is None:
+                    return
+                trial.report(float(value), step=int(round(state.epoch or 0)))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"epoch {state.epoch:.0f}: {metric} {value:.4f} below the median")
+
+        return Callback()
+
+
+def run(recipe: recipe_mod.Recipe, *, trials: int, timeout: float | None, storage: str | None,
+        study_name: str | None) -> dict[str, Any]:
+    """Search, write ``OUTPUT_DIR/tune/``; return the best trial's number, value and values."""
+    import optuna
+
+    from bertkit import tasks, train
+
+    if trials < 1:
+        raise BertkitError(f"--trials {trials}: a search needs at least one trial", "e.g. --trials 20")
+    tree = {**recipe.to_dict(), "tune": recipe.tune}
+    space = search_space(recipe, tree)
+    metric, greater = tasks.get(recipe.task).best_metric(recipe)
+    folder = Path(recipe.output_dir) / "tune"
+    default_storage = storage is None
+    if default_storage:
+        folder.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{(folder / 'study.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(study_name=study_name or "bertkit", storage=storage, load_if_exists=True,
+                                    direction="maximize" if greater else "minimize",
+                                    sampler=optuna.samplers.TPESampler(seed=recipe.seed),
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    except Exception as exc:  # SQLAlchemy / driver errors of many kinds
+        if default_storage and not any(folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise BertkitError(f"could not open the study storage {storage}: {str(exc).splitlines()[0]}",
+                           "give a database URL Optuna can open, e.g. --storage sqlite:///tune.db or "
+                           "postgresql://user:password@host/db") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    if default_storage:  # a killed tune left its trial RUNNING: no one will finish it
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    if done:
+        console.log(f"resuming study '{study.study_name}': {len(done)} trial(s) done", always=True)
+
+    def objective(trial: Any) -> float:
+        values = {key: suggest(trial, key, spec) for key, spec in space.items()}
+        output = folder / f"trial-{trial.number}"
+        trial_recipe = recipe_mod.from_dict(_trial_tree(tree, values, output), source=recipe.source)
+        started = time.perf_counter()
+        level = console.level()
+        console.set_level("quiet")
+        try:
+            metrics = train.run(trial_recipe, overwrite=True, command=f"bertkit tune (trial {trial.number})",
+                                callbacks=[_Pruning(trial, metric)])
+        except optuna.TrialPruned:
+            _remove(output)
+            console.log(f"trial {trial.number}: pruned after {time.perf_counter() - started:.0f} s  "
+                        f"{_describe(values)}", always=True)
+            raise
+        finally:
+            console.set_level(level)
+        value = float(metrics["validation"][metric])
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+        _keep_best(study, trial.number, value, greater, folder)
+        console.log(f"trial {trial.number}: {metric}={value:.4f} in {time.perf_counter() - started:.0f} s  "
+                    f"{_describe(values)}", always=True)
+        _write(study, folder, tree, metric)
+        return value
+
+    remaining = max(trials - len(done), 0)
+    if remaining:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, gc_after_trial=True)
+    _write(study, folder, tree, metric)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise BertkitError("no trial finished, so there is no best setting", "run more trials, or a longer --timeout")
+    best = study.best_trial
+    return {"trial": best.number, "metric": metric, "value": best.value, "values": best.params,
+            "model": str(folder / f"trial-{best.number}"), "folder": str(folder), "trials": len(study.trials)}
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return " ".join(f"{k.removeprefix('training.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('training.')}={v}"
+                    for k, v in values.items())
+
+
+def _remove(output: Path) -> None:
+    from bertkit import outputs
+
+    shutil.rmtree(output, ignore_errors=True)
+    shutil.rmtree(outputs.staging_dir(output), ignore_errors=True)
+
+
+def _keep_best(study: Any, number: int, value: float, greater: bool, folder: Path) -> None:
+    """Keep this trial's model if it is the best so far (deleting the previous best), else delete it."""
+    import optuna
+
+    others = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.number != number]
+    best_other = max(others, key=lambda t: t.value if greater else -t.value) if others else None
+    if best_other is None or (value > best_other.value if greater else value < best_other.value):
+        for t in others:
+            _remove(folder / f"trial-{t.number}")
+    else:
+        _remove(folder / f"trial-{number}")
+
+
+def _write(study: Any, folder: Path, tree: dict[str, Any], metric: str) -> None:
+    """trials.csv, best.yaml and search.png from the study as it stands (all of its trials)."""
+    import optuna
+
+    names = sorted({k for t in study.trials for k in t.params})
+    with (folder / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["number", "state", "value", *names, "seconds"])
+        for t in study.trials:
+            seconds = t.user_attrs.get("seconds")
+            if seconds is None and t.datetime_start and t.datetime_complete:
+                seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
+            writer.writerow([t.number, t.state.name, t.value, *(t.params.get(n) for n in names), seconds])
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return
+    best = study.best_trial
+    chosen = _trial_tree(tree, best.params, Path(tree["output_dir"]))
+    chosen["data"] = {**chosen["data"], "test": (tree.get("data") or {}).get("test")}
+    notes = [f"the best of {len(study.trials)} trials of bertkit tune (trial {best.number}: validation {metric} "
+             f"{best.value:.4f}); rerun with: bertkit finetune {folder / 'best.yaml'}"]
+    recipe_mod.save(recipe_mod.from_dict(chosen), folder / "best.yaml", notes=notes)
+    from bertkit.plotting import plot_search
+
+    plot_search([(t.number, t.value) for t in complete], metric, study.direction.name == "MAXIMIZE", folder / "search.png")
