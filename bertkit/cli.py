@@ -143,6 +143,8 @@ def finetune(
     accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also every training log record, one line each"),
+    seeds: int = typer.Option(1, "--seeds", help="train N times with seeds seed..seed+N-1; keep the best on "
+                              "validation; metrics.json gains mean, std and values per metric"),
 ) -> None:
     """Fine-tune a model as the recipe says; writes model, metrics, predictions, card and plots."""
     from bertkit import console, distributed
@@ -157,6 +159,17 @@ def finetune(
     if ctx.info_name == "adapt-domain" and resolved.task != "mlm":
         raise BertkitError(f"adapt-domain trains task: mlm recipes, and {resolved.source} is task: {resolved.task}",
                            f"run it with: bertkit finetune {recipe}")
+    if seeds != 1:
+        if num_processes or accelerate_config or resume:
+            raise BertkitError("--seeds runs one process at a time and starts afresh",
+                               "drop --num-processes / --accelerate-config / --resume, or --seeds")
+        from bertkit import seeds as seeds_mod
+
+        metrics = seeds_mod.run(resolved, seeds, overwrite=overwrite, command=_command_line())
+        for line in seeds_mod.summary_lines(metrics["seeds"]):
+            typer.echo(line)
+        typer.echo(f"saved to {resolved.output_dir}")
+        return
     if _launch(ctx, num_processes, accelerate_config):
         return
     metrics = train.run(resolved, overwrite=overwrite, resume=resume, command=_command_line())

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bertkit"
 # Named by their first component under bertkit (tasks covers bertkit.tasks.*).
 LAYERS = [
     {"cli", "__main__"},
-    {"train", "evaluation", "embed", "inspection", "build", "tune"},
+    {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds"},
     {"tasks", "trainer", "interrupt"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking",
      "nn"},

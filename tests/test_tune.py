@@ -79,3 +79,23 @@ def test_bad_trials_and_storage_are_one_line_and_write_nothing(tiny_recipe: Path
     result = invoke("tune", tune_recipe(tiny_recipe), "--storage", "nosuchdb://x/y")
     assert result.exit_code == 1 and "could not open the study storage" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_seeds_report_mean_and_std_and_keep_the_best_run(tiny_recipe: Path, tmp_path: Path) -> None:
+    import statistics
+
+    result = invoke("finetune", tiny_recipe, "--seeds", 3, "training.num_train_epochs=1")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "metrics.json").read_text())["seeds"]
+    assert summary["seeds"] == [7, 8, 9]
+    values = summary["validation.f1_macro"]["values"]
+    assert summary["validation.f1_macro"]["mean"] == pytest.approx(statistics.mean(values))
+    assert summary["validation.f1_macro"]["std"] == pytest.approx(statistics.stdev(values))
+    assert len(summary["test.accuracy"]["values"]) == 3
+    kept = summary["kept"]
+    assert json.loads((out / "metrics.json").read_text())["validation"]["f1_macro"] == max(values)
+    assert values[kept - 7] == max(values)
+    assert not list(tmp_path.glob("out.seed-*"))  # the other runs are gone
+    assert "validation.f1_macro:" in result.output and "+-" in result.output
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["seed"] == kept
