@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import hardware, models, outputs, tasks
+from bertkit import hardware, mistakes, models, outputs, tasks
 from bertkit import recipe as recipe_mod
 from bertkit.errors import BertkitError
 from bertkit.train import Prepared, evaluate_split, log
@@ -83,6 +83,8 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     target.mkdir(parents=True, exist_ok=True)
     outputs.write_json(target / "metrics.json", metrics)
     outputs.write_jsonl(target / "predictions.jsonl", rows)
+    if recipe.task != "mlm":
+        outputs.write_jsonl(target / "errors.jsonl", mistakes.rows_for(recipe.task, rows, getattr(spec, "lang", "en")))
     for name, content in artifacts.items():
         outputs.write_json(target / name, content)
     return metrics, target

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import console, distributed, hardware, interrupt, models, outputs, plotting, tasks
+from bertkit import console, distributed, hardware, interrupt, mistakes, models, outputs, plotting, tasks
 from bertkit.console import log
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe
@@ -333,6 +333,8 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
             log(f"evaluating {split}")
             kept = evaluate_split(p, model, split, batch)
         metrics[split], predictions, artifacts = kept
+        if split == "validation" and recipe.task != "mlm":  # the examples the model gets most wrong, on data it never trained on
+            outputs.write_jsonl(work / "errors.jsonl", mistakes.rows_for(recipe.task, predictions, getattr(p.spec, "lang", "en")))
     for name, content in artifacts.items():
         outputs.write_json(work / name, content)
     n_train = len(p.features["train"])

@@ -18,7 +18,7 @@ LAYERS = [
     {"cli", "__main__"},
     {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds"},
     {"tasks", "trainer", "interrupt"},
-    {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking",
+    {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",
      "nn"},
     {"recipe", "hardware", "errors", "metrics", "distributed", "__init__"},
 ]

@@ -18,7 +18,7 @@ runner = CliRunner()
 OUTPUT_FILES = {
     "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml", "metrics.json",
     "predictions.jsonl", "train_log.jsonl", "README.md", "training_curves.png", "confusion_matrix.png",
-    "training_args.json",
+    "training_args.json", "errors.jsonl",
 }
 
 
@@ -263,3 +263,41 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = "import sys; from bertkit.cli import app; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_errors_and_calibration_are_reported(trained: Path) -> None:
+    import numpy as np
+
+    metrics = json.loads((trained / "metrics.json").read_text())["validation"]
+    rows = read_jsonl(trained / "errors.jsonl")
+    # every wrong validation prediction, worst (highest -log p(gold)) first
+    gold_rows = [r for r in read_jsonl(trained / "predictions.jsonl")]  # the test split's; validation's are in errors
+    assert all(r["label"] != r["gold"] for r in rows)
+    losses = [r["loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True)
+    for r in rows:
+        assert r["loss"] == pytest.approx(-np.log(r["probabilities"][r["gold"]]), abs=1e-4)
+        assert isinstance(r["likely_label_error"], bool)
+    n_wrong = round((1 - metrics["accuracy"]) * sum(map(sum, metrics["confusion_matrix"]["matrix"])))
+    assert len(rows) == n_wrong
+    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["brier"] <= 2
+    assert gold_rows
+
+
+def test_calibration_matches_an_independent_computation() -> None:
+    import numpy as np
+
+    from bertkit.tasks.classification import calibration
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], size=200)
+    gold = rng.integers(0, 3, size=200)
+    top, pred = probs.max(1), probs.argmax(1)
+    ece = 0.0
+    for lo in np.arange(0, 1, 0.1):
+        inside = (top > lo) & (top <= lo + 0.1)
+        if inside.any():
+            ece += inside.mean() * abs((pred[inside] == gold[inside]).mean() - top[inside].mean())
+    brier = np.mean([sum((probs[i, k] - (gold[i] == k)) ** 2 for k in range(3)) for i in range(200)])
+    out = calibration(probs, gold)
+    assert out["ece"] == pytest.approx(ece) and out["brier"] == pytest.approx(brier)

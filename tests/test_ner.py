@@ -420,7 +420,7 @@ def independent_f1(rows: list[dict]) -> tuple[float, int, int]:
 
 EN_OUTPUTS = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml",
               "metrics.json", "predictions.jsonl", "train_log.jsonl", "README.md", "training_curves.png",
-              "training_args.json"}
+              "training_args.json", "errors.jsonl"}
 
 
 def test_english_conll_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) -> None:

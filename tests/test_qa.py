@@ -412,7 +412,7 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     assert {p.name for p in out.iterdir()} == {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.yaml", "metrics.json",
         "predictions.jsonl", "predictions.json", "nbest_predictions.json", "train_log.jsonl", "README.md",
-        "training_curves.png", "training_args.json"}
+        "training_curves.png", "training_args.json", "errors.jsonl"}
     # Per-epoch evaluation scored real F1 (the Trainer's shuffled eval order was matched back).
     assert [e for e in read_jsonl(out / "train_log.jsonl") if "eval_f1" in e]
     rows = read_jsonl(out / "predictions.jsonl")
@@ -431,7 +431,7 @@ def test_english_finetune_evaluate_predict(tiny_en_model: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "f1=" in result.output
     assert {p.name for p in (tmp_path / "ev").iterdir()} == {"metrics.json", "predictions.jsonl", "predictions.json",
-                                                              "nbest_predictions.json"}
+                                                              "nbest_predictions.json", "errors.jsonl"}
     check_scores(tmp_path / "ev", {r["id"]: r["answers"]["text"] for r in test_rows}, "en")
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "context": r["context"]}) + "\n"

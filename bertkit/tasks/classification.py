@@ -330,6 +330,8 @@ def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray
     gold = np.asarray(labels).astype(int)
     ids = list(range(len(spec.labels)))
     out = {"accuracy": float(skm.accuracy_score(gold, pred))}
+    if detailed:
+        out.update(calibration(probabilities(spec, logits), gold))
     for avg in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(gold, pred, labels=ids, average=avg, zero_division=0)
         out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
@@ -338,6 +340,23 @@ def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray
         out["confusion_matrix"] = {"labels": spec.labels,
                                    "matrix": skm.confusion_matrix(gold, pred, labels=ids).tolist()}
     return out
+
+
+def calibration(probs: np.ndarray, gold: np.ndarray, bins: int = 10) -> dict[str, float]:
+    """How far the probabilities are from the frequencies they claim. ``ece``: expected calibration
+    error, the examples split into ``bins`` equal-width bins by their top probability, the mean of
+    |accuracy - mean top probability| weighted by bin size (Guo et al. 2017, "On Calibration of Modern
+    Neural Networks"); ``brier``: the mean squared distance of the probability vector from the one-hot
+    gold (Brier 1950), 0 best, 2 worst."""
+    probs = np.asarray(probs, dtype=np.float64)
+    top, pred = probs.max(axis=1), probs.argmax(axis=1)
+    correct = (pred == gold).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(top, edges[1:-1], right=True), 0, bins - 1)
+    ece = sum(abs(correct[which == b].mean() - top[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    onehot = np.eye(probs.shape[1])[gold]
+    return {"ece": float(ece), "brier": float(((probs - onehot) ** 2).sum(axis=1).mean())}
 
 
 def _per_class(skm: Any, gold: np.ndarray, pred: np.ndarray, names: list[str], multi: bool) -> dict[str, Any]:
