@@ -307,6 +307,28 @@ def _finish(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seco
                                                       padding))
 
 
+def _fit_on_validation(p: Prepared, model: Any, work: Path, batch_size: int) -> dict[str, Any]:
+    """Settings the task fits on validation (classification: thresholds, temperature), kept in the
+    saved config.json so evaluate and predict apply them; {} when there are none."""
+    if p.task.fit_on_validation is None or "validation" not in p.features:
+        return {}
+    import json
+
+    import numpy as np
+
+    feats = p.features["validation"]
+    logits = p.task.infer(model, feats, p.tokenizer, hardware.resolve_precision(p.recipe.precision), batch_size)
+    fitted = p.task.fit_on_validation(p.spec, p.recipe, logits, np.asarray(feats["labels"]))
+    if fitted:
+        log("fitted on validation: " + ", ".join(f"{k.removeprefix('bertkit_')} {v}" for k, v in fitted.items()))
+        config = json.loads((work / "config.json").read_text(encoding="utf-8"))
+        config.update(fitted)
+        outputs.write_json(work / "config.json", config)
+        for key, value in fitted.items():
+            setattr(model.config, key, value)
+    return fitted
+
+
 def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, train_seconds: float, command: str,
                    where: dict[str, Any], padding: dict[str, Any]) -> dict[str, Any]:
     recipe = p.recipe
@@ -323,12 +345,14 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     metrics: dict[str, Any] = {"before": p.before} if p.before else {}
     predictions: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}
+    fitted = _fit_on_validation(p, model, work, batch)
     for split in ("validation", "test"):
         if split not in p.features:
             continue
         # The last evaluated split (test when present) goes to predictions.jsonl. The validation
-        # split was already scored with the kept weights during training, the same way: reuse that.
-        kept = trainer.kept_evaluation() if split == "validation" else None
+        # split was already scored with the kept weights during training, the same way: reuse that
+        # (unless thresholds or a temperature were just fitted on it, which change its scores).
+        kept = trainer.kept_evaluation() if split == "validation" and not fitted else None
         if kept is None:
             log(f"evaluating {split}")
             kept = evaluate_split(p, model, split, batch)

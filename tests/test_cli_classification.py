@@ -301,3 +301,62 @@ def test_calibration_matches_an_independent_computation() -> None:
     brier = np.mean([sum((probs[i, k] - (gold[i] == k)) ** 2 for k in range(3)) for i in range(200)])
     out = calibration(probs, gold)
     assert out["ece"] == pytest.approx(ece) and out["brier"] == pytest.approx(brier)
+
+
+def test_auto_threshold_and_temperature_are_fitted_saved_and_applied(tiny_recipe: Path, tmp_path: Path) -> None:
+    """threshold: auto and calibrate: true are fitted on validation, kept in config.json, and evaluate and
+    predict apply them (checked against the saved model's own logits)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result = invoke("finetune", tiny_recipe, "classification.threshold=auto", "classification.calibrate=true",
+                    "training.num_train_epochs=1")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    config = json.loads((out / "config.json").read_text())
+    t, (cut,) = config["bertkit_temperature"], config["bertkit_thresholds"]
+    assert 0.05 <= t <= 20.1 and 0.05 <= cut <= 0.95
+    texts = ["a really great movie", "the plot was boring", "excellent acting", "it was dull", "the movie"]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n")
+    result = invoke("predict", out, source, "--output", tmp_path / "p.jsonl")
+    assert result.exit_code == 0, result.output
+    tokenizer, model = AutoTokenizer.from_pretrained(out), AutoModelForSequenceClassification.from_pretrained(out).eval()
+    for text, row in zip(texts, read_jsonl(tmp_path / "p.jsonl")):
+        with torch.no_grad():
+            logits = model(**tokenizer(text, return_tensors="pt")).logits[0].numpy().astype(np.float64)
+        probs = np.exp(logits / t) / np.exp(logits / t).sum()
+        assert row["probabilities"][model.config.id2label[1]] == pytest.approx(probs[1], abs=1e-4)
+        assert row["label"] == model.config.id2label[int(probs[1] >= cut)]
+    # evaluate applies the same decisions: its accuracy is the one recomputed from its predictions
+    result = invoke("evaluate", out, tiny_recipe.parent / "test.jsonl", "--output-dir", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(tmp_path / "ev" / "predictions.jsonl")
+    accuracy = sum(r["label"] == r["gold"] for r in rows) / len(rows)
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
+
+
+def test_temperature_lowers_the_validation_nll_it_was_fitted_on() -> None:
+    import numpy as np
+
+    from bertkit import recipe as recipe_mod
+    from bertkit.tasks import classification
+
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 2, size=300)
+    logits = np.stack([-gold * 4.0, gold * 4.0], axis=1) + rng.normal(0, 3, size=(300, 2))  # overconfident
+    recipe = recipe_mod.from_dict({"task": "classification", "model": "m", "output_dir": "o", "data": {"train": "t"},
+                                   "classification": {"calibrate": True}})
+    spec = classification.Spec(problem_type="single_label", labels=["a", "b"], values=[0, 1])
+
+    def nll() -> float:
+        p = classification.probabilities(spec, logits)
+        return float(-np.log(p[np.arange(300), gold]).mean())
+
+    before = nll()
+    fitted = classification.fit_on_validation(spec, recipe, logits, gold)
+    assert fitted["bertkit_temperature"] == spec.temperature != 1.0
+    assert nll() < before
+    assert classification.calibration(classification.probabilities(spec, logits), gold)["ece"] < \
+        classification.calibration(classification.probabilities(classification.Spec("single_label", ["a", "b"], [0, 1]), logits), gold)["ece"]

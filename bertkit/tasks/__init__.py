@@ -49,6 +49,9 @@ class Task:
     artifacts: Callable[..., dict[str, Any]] | None = None  # (spec, recipe, outputs, raw) -> {file: JSON}
     load_raw: Callable[..., Any] | None = None  # recipe -> DatasetDict, instead of data.load (mlm corpora)
     before_training: Callable[..., dict[str, Any]] | None = None  # (prepared, model, evaluate) -> "before" metrics
+    # (spec, recipe, validation logits, labels) -> settings fitted on validation and saved in config.json
+    # (classification: decision thresholds, a calibration temperature); {} when the recipe asks for none
+    fit_on_validation: Callable[..., dict[str, Any]] | None = None
     PIPELINE_TAG: str | None = None  # the transformers pipeline / hub tag
     TRAINING_DEFAULTS: dict[str, Any] = field(default_factory=dict)  # TrainingArguments the task needs
     INPUT_COLUMNS: tuple[str, ...] | None = None  # several input fields: predict rows are checked by the task

@@ -24,7 +24,12 @@ from bertkit.recipe import Recipe, register_task_options
 class Options:
     problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
     label_names: list[str] | None = None  # display names for integer labels 0..n-1, in order
-    threshold: float = 0.5  # multi-label decision threshold on sigmoid scores
+    # Decision threshold: multi-label, on each label's sigmoid score; binary single-label, on the second
+    # label's probability (0.5 = argmax). auto: the threshold(s) with the best F1 on validation, saved.
+    threshold: float | Literal["auto"] = 0.5
+    # Fit a softmax (sigmoid) temperature on validation so probabilities match frequencies (Guo et al.
+    # 2017); saved with the model, applied by evaluate and predict. Decisions by argmax do not change.
+    calibrate: bool = False
     class_weights: bool = False  # weight the loss by inverse class frequency (single-label only)
     # How to fit texts longer than max_length: keep the head, the tail, or both ends (head+tail
     # did best on long IMDb reviews in Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?").
@@ -33,8 +38,10 @@ class Options:
 
     def check(self, recipe: Recipe) -> list[str]:
         problems = []
-        if not 0 < self.threshold < 1:
-            problems.append(f"'classification.threshold' must be between 0 and 1, got {self.threshold}")
+        if self.threshold != "auto" and not 0 < self.threshold < 1:
+            problems.append(f"'classification.threshold' must be between 0 and 1 (or auto), got {self.threshold}")
+        if self.problem_type == "regression" and (self.threshold == "auto" or self.calibrate):
+            problems.append("'classification.threshold: auto' and 'classification.calibrate' do not apply to regression")
         if self.truncation == "head_tail" and not 0 <= self.head_tokens <= recipe.max_length - 3:
             problems.append(f"'classification.head_tokens' must be between 0 and max_length-3 ({recipe.max_length - 3})")
         if self.class_weights and self.problem_type != "single_label":
@@ -53,6 +60,8 @@ class Spec:
     labels: list[str] = field(default_factory=list)  # id -> name
     values: list[Any] = field(default_factory=list)  # id -> raw value as it appears in the data
     class_counts: dict[str, int] = field(default_factory=dict)
+    thresholds: list[float] | None = None  # fitted on validation: per label (multi-label), [t] (binary)
+    temperature: float = 1.0  # fitted on validation (calibrate)
 
     @property
     def num_labels(self) -> int:
@@ -196,7 +205,8 @@ def spec_from_model(config: Any, recipe: Recipe) -> Spec:
     # Integer labels were kept as their own names ("0", "5"); named labels (label_names, or string
     # labels) accept their id as the raw value too, so 0/1 data evaluates against negative/positive.
     values: list[Any] = [int(n) for n in labels] if numeric else list(range(len(labels)))
-    return Spec(problem_type=problem, labels=labels, values=values)
+    return Spec(problem_type=problem, labels=labels, values=values, thresholds=getattr(config, "bertkit_thresholds", None),
+                temperature=float(getattr(config, "bertkit_temperature", None) or 1.0))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -294,6 +304,8 @@ def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: in
 
 def probabilities(spec: Spec, logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
+    if spec.problem_type != "regression":
+        logits = logits / spec.temperature
     if spec.problem_type == "multi_label":
         return 1.0 / (1.0 + np.exp(-logits))
     if spec.problem_type == "regression":
@@ -303,7 +315,57 @@ def probabilities(spec: Spec, logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray, detailed: bool) -> dict[str, Any]:
+def decide(spec: Spec, threshold: float | str, probs: np.ndarray) -> np.ndarray:
+    """Decisions from probabilities (examples, labels): multi-label 0/1 per label, single-label ids.
+
+    Fitted thresholds (``spec.thresholds``) win; then the recipe's number; ``auto`` before fitting is 0.5.
+    """
+    if spec.problem_type == "multi_label":
+        cut = np.asarray(spec.thresholds) if spec.thresholds else (0.5 if threshold == "auto" else float(threshold))
+        return (probs >= cut).astype(int)
+    cut = spec.thresholds[0] if spec.thresholds else (None if threshold in ("auto", 0.5) else float(threshold))
+    if cut is not None and probs.shape[1] == 2:
+        return (probs[:, 1] >= cut).astype(int)
+    return probs.argmax(-1)
+
+
+def fit_on_validation(spec: Spec, recipe: Recipe, logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The temperature (``calibrate``) and threshold(s) (``threshold: auto``) that suit the validation
+    split; set on ``spec`` and returned as the config.json keys that keep them with the model."""
+    from scipy.optimize import minimize_scalar
+
+    opts = recipe.options
+    if spec.problem_type == "regression" or not (opts.calibrate or opts.threshold == "auto"):
+        return {}
+    logits = np.asarray(logits, dtype=np.float64)
+    gold = np.asarray(labels)
+    fitted: dict[str, Any] = {}
+    if opts.calibrate:
+        def nll(log_t: float) -> float:
+            z = logits / np.exp(log_t)
+            if spec.problem_type == "multi_label":
+                p = np.clip(1 / (1 + np.exp(-z)), 1e-12, 1 - 1e-12)
+                return float(-(gold * np.log(p) + (1 - gold) * np.log(1 - p)).mean())
+            z = z - z.max(axis=1, keepdims=True)
+            return float(-(z[np.arange(len(z)), gold.astype(int)] - np.log(np.exp(z).sum(axis=1))).mean())
+
+        spec.temperature = float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+        fitted["bertkit_temperature"] = spec.temperature
+    if opts.threshold == "auto" and (spec.problem_type == "multi_label" or len(spec.labels) == 2):
+        from sklearn.metrics import f1_score
+
+        probs = probabilities(spec, logits)
+        grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+        if spec.problem_type == "multi_label":
+            spec.thresholds = [float(max(grid, key=lambda t: (f1_score(gold[:, k], probs[:, k] >= t, zero_division=0), -abs(t - 0.5))))
+                               for k in range(probs.shape[1])]
+        else:
+            spec.thresholds = [float(max(grid, key=lambda t: (f1_score(gold, probs[:, 1] >= t, average="macro"), -abs(t - 0.5))))]
+        fitted["bertkit_thresholds"] = spec.thresholds
+    return fitted
+
+
+def _scores(spec: Spec, threshold: float | str, logits: np.ndarray, labels: np.ndarray, detailed: bool) -> dict[str, Any]:
     from sklearn import metrics as skm
 
     if spec.problem_type == "regression":
@@ -317,7 +379,7 @@ def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray
             out["spearman"] = float(spearmanr(pred, gold)[0])
         return out
     if spec.problem_type == "multi_label":
-        pred = (probabilities(spec, logits) >= threshold).astype(int)
+        pred = decide(spec, threshold, probabilities(spec, logits))
         gold = np.asarray(labels).astype(int)
         out = {"subset_accuracy": float(skm.accuracy_score(gold, pred))}
         for avg in ("micro", "macro"):
@@ -326,7 +388,7 @@ def _scores(spec: Spec, threshold: float, logits: np.ndarray, labels: np.ndarray
         if detailed:
             out["per_class"] = _per_class(skm, gold, pred, spec.labels, multi=True)
         return out
-    pred = np.asarray(logits).argmax(-1)
+    pred = decide(spec, threshold, probabilities(spec, logits))
     gold = np.asarray(labels).astype(int)
     ids = list(range(len(spec.labels)))
     out = {"accuracy": float(skm.accuracy_score(gold, pred))}
@@ -378,16 +440,17 @@ def report(spec: Spec, recipe: Recipe, logits: np.ndarray, feats: Any) -> dict[s
     return _scores(spec, recipe.options.threshold, logits, np.asarray(feats["labels"]), detailed=True)
 
 
-def predict_row(spec: Spec, threshold: float, logits_row: np.ndarray) -> dict[str, Any]:
+def predict_row(spec: Spec, threshold: float | str, logits_row: np.ndarray) -> dict[str, Any]:
     """One prediction: label and score, plus every label's probability by name."""
     probs = probabilities(spec, logits_row[None, :])[0] if spec.problem_type != "regression" else None
     if spec.problem_type == "regression":
         return {"value": float(np.asarray(logits_row).reshape(-1)[0])}
     scores = {name: round(float(p), 6) for name, p in zip(spec.labels, probs)}
+    decision = decide(spec, threshold, probs[None, :])[0]
     if spec.problem_type == "multi_label":
-        chosen = [name for name, p in zip(spec.labels, probs) if p >= threshold]
+        chosen = [name for name, d in zip(spec.labels, decision) if d]
         return {"labels": chosen, "scores": scores}
-    best = int(np.argmax(probs))
+    best = int(decision)
     return {"label": spec.labels[best], "score": round(float(probs[best]), 6), "probabilities": scores}
 
 
