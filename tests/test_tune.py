@@ -99,3 +99,20 @@ def test_seeds_report_mean_and_std_and_keep_the_best_run(tiny_recipe: Path, tmp_
     assert not list(tmp_path.glob("out.seed-*"))  # the other runs are gone
     assert "validation.f1_macro:" in result.output and "+-" in result.output
     assert yaml.safe_load((out / "recipe.yaml").read_text())["seed"] == kept
+
+
+def test_a_killed_tune_resumes_from_its_storage(tiny_recipe: Path, tmp_path: Path) -> None:
+    import optuna
+
+    path = tune_recipe(tiny_recipe)
+    assert invoke("tune", path, "--trials", 1).exit_code == 0
+    folder = tmp_path / "out" / "tune"
+    # a tune killed in its second trial leaves that trial RUNNING in the study
+    study = optuna.load_study(study_name="bertkit", storage=f"sqlite:///{folder / 'study.db'}")
+    study.ask()
+    result = invoke("tune", path, "--trials", 2)
+    assert result.exit_code == 0, result.output
+    assert "1 trial(s) done" in result.output
+    states = [r["state"] for r in csv.DictReader((folder / "trials.csv").open(encoding="utf-8"))]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 2 and states[1] == "FAIL"
+    assert len(list(folder.glob("trial-*"))) == 1
