@@ -166,7 +166,11 @@ def _fingerprint(*parts: Any) -> str:
 
 def _tokenizer_identity(tokenizer: Any) -> list[Any]:
     settings = {k: v for k, v in tokenizer.init_kwargs.items() if k not in ("name_or_path", "vocab_file", "tokenizer_file")}
-    return [type(tokenizer).__name__, settings, sorted(tokenizer.get_vocab().items())]
+    segmenter = getattr(tokenizer, "_bertkit_segmenter", None)
+    # "words-2": MeCab word ids for Japanese text in SentencePiece / BPE tokenizers (features cached
+    # before that had whitespace words); the segmenter: japanese.pre_segment changes the ids.
+    return [type(tokenizer).__name__, settings, sorted(tokenizer.get_vocab().items()), "words-2",
+            segmenter.kind if segmenter is not None else None]
 
 
 def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: str = "train") -> tuple[Any, dict[str, Any]]:
