@@ -61,12 +61,13 @@ def main() -> None:
                 base.append("qa.doc_stride=64")
             work = Path(tmp) / task
             print(f"[{time.strftime('%H:%M:%S')}] {task}: tune", file=sys.stderr, flush=True)
-            tune_seconds = bertkit("tune", recipe, *base, f"output_dir={work / 'tuned'}", "max_length=256" if task == "qa" else "max_length=128",
+            length = "max_length=256" if task == "qa" else "max_length=128"
+            tune_seconds = bertkit("tune", recipe, *base, f"output_dir={work / 'tuned'}", length,
                                    "--trials", args.trials, "--timeout", args.timeout, log=work / "tune.log")
             best = work / "tuned" / "tune" / "best.yaml"
             trials = (work / "tuned" / "tune" / "trials.csv").read_text()
             results = {}
-            for side, source, extra in (("tuned", best, []), ("defaults", recipe, base + ["max_length=256" if task == "qa" else "max_length=128"])):
+            for side, source, extra in (("tuned", best, []), ("defaults", recipe, [*base, length])):
                 print(f"[{time.strftime('%H:%M:%S')}] {task}: {side}, {args.seeds} seeds", file=sys.stderr, flush=True)
                 out = work / f"final-{side}"
                 bertkit("finetune", source, *extra, f"data.test={files['test']}", f"output_dir={out}", "--seeds", args.seeds,

@@ -130,7 +130,7 @@ def _align_native(tokenizer, texts: list[str], mecab_words: bool = True) -> list
     pre-tokenizer's words, or, for a text with Japanese characters (``mecab_words``), MeCab's."""
     if not texts:
         return []
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     lone = _lone_space_ids(tokenizer)
     out = []
     for i, ids in enumerate(enc["input_ids"]):
