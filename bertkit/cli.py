@@ -211,6 +211,27 @@ def tune(
 
 @app.command()
 @handled
+def serve(
+    model_dir: str = typer.Argument(..., help="a trained model directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port"),
+    max_batch: int = typer.Option(64, "--max-batch", help="inputs run together at most"),
+    wait_ms: float = typer.Option(5.0, "--wait-ms", help="how long the first request waits for others to batch with"),
+) -> None:
+    """Serve a trained model over HTTP: POST /predict {"inputs": [...]}, GET /health, GET /metadata."""
+    from pathlib import Path
+
+    from bertkit import serve as serve_mod
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise BertkitError(f"{model_dir} is not a trained model directory (no config.json)",
+                           "give the output_dir of bertkit finetune")
+    typer.echo(f"serving {model_dir} on http://{host}:{port} (POST /predict, GET /health, GET /metadata)", err=True)
+    serve_mod.run(model_dir, host, port, max_batch=max_batch, wait_ms=wait_ms)
+
+
+@app.command()
+@handled
 def validate(
     recipe: str = typer.Argument(..., help="recipe YAML (path or shipped name)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),

@@ -107,6 +107,19 @@ def _slug(data: str, split: str | None) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "data"
 
 
+def load_for_prediction(model_dir: str, overrides: list[str] | None = None) -> tuple[Any, Any, Any, Any, Any, str]:
+    """(recipe, task, tokenizer, model on its device, spec, precision) of a trained model directory:
+    what ``predict`` and ``serve`` run ``task.predict_batch`` with."""
+    recipe = saved_recipe(model_dir, overrides or [])
+    task = tasks.get(recipe.task)
+    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
+                                       japanese=recipe.japanese)
+    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
+                              trust_remote_code=recipe.trust_remote_code)
+    model.to(hardware.device())
+    return recipe, task, tokenizer, model, task.spec_from_model(model.config, recipe), hardware.resolve_precision(recipe.precision)
+
+
 def predict(model_dir: str, source: str | None, *, output: str | None, overrides: list[str] | None = None,
             batch_size: int = 64, chunk: int = 2048, one: dict[str, str] | None = None) -> int:
     """Stream ``source`` through the model in chunks; write one JSON line per input. Returns the count.
@@ -118,15 +131,7 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
 
     from tqdm.auto import tqdm
 
-    recipe = saved_recipe(model_dir, overrides or [])
-    task = tasks.get(recipe.task)
-    tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
-                                       japanese=recipe.japanese)
-    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
-                              trust_remote_code=recipe.trust_remote_code)
-    model.to(hardware.device())
-    spec = task.spec_from_model(model.config, recipe)
-    precision = hardware.resolve_precision(recipe.precision)
+    recipe, task, tokenizer, model, spec, precision = load_for_prediction(model_dir, overrides)
     column = recipe.data.text_column
     out_path = Path(output) if output else None
     partial = out_path.with_name(out_path.name + ".partial") if out_path else None

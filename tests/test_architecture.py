@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bertkit"
 # Named by their first component under bertkit (tasks covers bertkit.tasks.*).
 LAYERS = [
     {"cli", "__main__"},
-    {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds"},
+    {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve"},
     {"tasks", "trainer", "interrupt"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",
      "nn"},
