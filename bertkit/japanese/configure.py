@@ -65,7 +65,9 @@ def configure(tokenizer: Any, ref: str, mecab_dic: str = "auto", pre_segment: st
         if word_type is not None:
             raise BertkitError(f"japanese.pre_segment={pre_segment}: the tokenizer of {ref} splits words itself "
                                f"({word_type})", "remove japanese.pre_segment")
-        tokenizer._bertkit_segmenter = Segmenter(pre_segment)
+        segmenter = Segmenter(pre_segment)
+        segmenter._start()  # a missing Juman++ stops here, before any data is read
+        tokenizer._bertkit_segmenter = segmenter
     return tokenizer
 
 

@@ -47,7 +47,15 @@ class Segmenter:
                 except ImportError as exc:
                     raise BertkitError("japanese.pre_segment=jumanpp needs rhoknp, which is not installed",
                                        JUMANPP_HINT) from exc
-                engine = rhoknp.Jumanpp(skip_sanity_check=True)
+                import logging
+
+                log = logging.getLogger("rhoknp")
+                level = log.level
+                log.setLevel(logging.ERROR)  # "failed to start Juman++": said below in one line
+                try:
+                    engine = rhoknp.Jumanpp(skip_sanity_check=True)
+                finally:
+                    log.setLevel(level)
                 if not engine.is_available():
                     raise BertkitError("japanese.pre_segment=jumanpp needs Juman++, and the jumanpp executable "
                                        "is not installed (not on PATH)", JUMANPP_HINT)
