@@ -211,8 +211,32 @@ def tune(
 
 @app.command()
 @handled
-def serve(
+def export(
     model_dir: str = typer.Argument(..., help="a trained model directory"),
+    output: str = typer.Option(..., "--output", "-o", help="the export directory to write"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: int8 matrix multiplies (default: fp32)"),
+    activations: str = typer.Option("dynamic", "--activations",
+                                    help="int8 activation ranges: dynamic (per batch) or static (fitted on --calibration)"),
+    calibration: Optional[str] = typer.Option(None, "--calibration",
+                                              help="inputs like those the model will see: the first ones calibrate, the rest check"),
+    check: Optional[str] = typer.Option(None, "--check", help="inputs to check the export against the PyTorch model on"),
+    min_agreement: float = typer.Option(0.99, "--min-agreement", help="refuse an export that agrees less than this"),
+    force: bool = typer.Option(False, "--force", help="write the export even under --min-agreement"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
+) -> None:
+    """Export a trained model to ONNX (fp32 or int8), checked against the PyTorch model (export_report.json)."""
+    from bertkit import export as export_mod
+
+    report = export_mod.run(model_dir, output, quantize=quantize, activations=activations, calibration=calibration,
+                            check=check, min_agreement=min_agreement, force=force, overwrite=overwrite)
+    typer.echo(export_mod.summary(report))
+    typer.echo(f"wrote {output} (predict, evaluate and serve take it as they take a model directory)")
+
+
+@app.command()
+@handled
+def serve(
+    model_dir: str = typer.Argument(..., help="a trained model directory or its ONNX export"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, "--port"),
     max_batch: int = typer.Option(64, "--max-batch", help="inputs run together at most"),
@@ -252,7 +276,7 @@ def validate(
 @app.command()
 @handled
 def evaluate(
-    model_dir: str = typer.Argument(..., help="a trained model directory"),
+    model_dir: str = typer.Argument(..., help="a trained model directory or its ONNX export"),
     data: str = typer.Argument(..., help="data file (csv/tsv/json/jsonl/parquet) or hub dataset id"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.text_column=review"),
     split: Optional[str] = typer.Option(None, "--split", help="hub dataset split (default: test)"),
@@ -271,7 +295,7 @@ def evaluate(
 @app.command()
 @handled
 def predict(
-    model_dir: str = typer.Argument(..., help="a trained model directory"),
+    model_dir: str = typer.Argument(..., help="a trained model directory or its ONNX export"),
     source: Optional[str] = typer.Argument(None, help="input JSONL/CSV/TSV/TXT file, or - for stdin"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.text_column=review"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="JSONL file to write (default: stdout)"),

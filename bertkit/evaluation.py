@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import hardware, mistakes, models, outputs, tasks
+from bertkit import hardware, mistakes, models, onnx_model, outputs, tasks
 from bertkit import recipe as recipe_mod
 from bertkit.errors import BertkitError
 from bertkit.train import Prepared, evaluate_split, log
@@ -61,9 +61,7 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
     dataset = data_mod.limit(dataset, recipe.data.max_eval_samples)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
                                        japanese=recipe.japanese)
-    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
-                              trust_remote_code=recipe.trust_remote_code)
-    model.to(hardware.device())
+    model = _load_model(model_dir, task, recipe)
     spec = task.spec_from_model(model.config, recipe)
     # The task sees the split's role ("test": score as it is read, never as training data), whatever
     # the file is called; errors then name the file.
@@ -107,16 +105,23 @@ def _slug(data: str, split: str | None) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "data"
 
 
+def _load_model(model_dir: str, task: Any, recipe: recipe_mod.Recipe) -> Any:
+    """The PyTorch model on its device, or an ONNX Runtime session for an export directory."""
+    if onnx_model.is_export(model_dir):
+        return onnx_model.OnnxModel(model_dir)
+    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
+                              trust_remote_code=recipe.trust_remote_code)
+    return model.to(hardware.device())
+
+
 def load_for_prediction(model_dir: str, overrides: list[str] | None = None) -> tuple[Any, Any, Any, Any, Any, str]:
-    """(recipe, task, tokenizer, model on its device, spec, precision) of a trained model directory:
-    what ``predict`` and ``serve`` run ``task.predict_batch`` with."""
+    """(recipe, task, tokenizer, model on its device, spec, precision) of a trained model directory or of
+    its ONNX export (``bertkit export``): what ``predict`` and ``serve`` run ``task.predict_batch`` with."""
     recipe = saved_recipe(model_dir, overrides or [])
     task = tasks.get(recipe.task)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
                                        japanese=recipe.japanese)
-    model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
-                              trust_remote_code=recipe.trust_remote_code)
-    model.to(hardware.device())
+    model = _load_model(model_dir, task, recipe)
     return recipe, task, tokenizer, model, task.spec_from_model(model.config, recipe), hardware.resolve_precision(recipe.precision)
 
 
