@@ -1,0 +1,196 @@
+"""bertkit export: an ONNX export predicts what the PyTorch model predicts, through predict, evaluate and
+serve; int8 exports are int8 and are checked; bad requests are one line and write nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_families import finetune, invoke, ner_rows, qa_rows, read_jsonl, recipe, review
+from conftest import write_jsonl
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+def check_file(tmp_path: Path, task: str) -> Path:
+    rng = random.Random(11)
+    if task == "classification":
+        rows = [{"text": review(rng, i % 2 == 0)} for i in range(24)]
+    elif task == "ner":
+        rows = [{"text": r["text"]} for r in ner_rows(rng, 24)] + [{"text": "Tom met Anna in  Rome."}]
+    else:
+        paragraphs = qa_rows(rng, 12)["data"][0]["paragraphs"]
+        rows = [{"id": p["qas"][0]["id"], "question": p["qas"][0]["question"], "context": p["context"]} for p in paragraphs]
+    return write_jsonl(tmp_path / f"check-{task}.jsonl", rows)
+
+
+def trained(tmp_path: Path, task: str, model: Path) -> Path:
+    rng = random.Random(5)
+    if task == "classification":
+        train = write_jsonl(tmp_path / "t.jsonl", [{"text": review(rng, i % 2 == 0), "label": ["neg", "pos"][i % 2 == 0]}
+                                                   for i in range(40)])
+        return finetune(recipe(tmp_path, task, model, train))
+    if task == "ner":
+        return finetune(recipe(tmp_path, task, model, write_jsonl(tmp_path / "t.jsonl", ner_rows(rng, 40))))
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(qa_rows(rng, 40)), encoding="utf-8")
+    return finetune(recipe(tmp_path, task, model, train, extra="qa:\n  doc_stride: 8\n"))
+
+
+def graph_ops(directory: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(directory / "model.onnx")).graph.node}
+
+
+@pytest.mark.parametrize("family,task", [("bert", "classification"), ("bert", "ner"), ("bert", "qa"),
+                                         ("roberta", "classification"), ("distilbert", "ner"), ("deberta-v2", "qa")])
+def test_fp32_export_predicts_what_the_model_predicts(family: str, task: str, family_model, tmp_path: Path) -> None:
+    model_dir = trained(tmp_path, task, family_model(family))
+    source = check_file(tmp_path, task)
+    result = invoke("export", model_dir, "--output", tmp_path / "export", "--check", source)
+    assert result.exit_code == 0, result.output
+    export = tmp_path / "export"
+    assert {"model.onnx", "config.json", "recipe.yaml", "export_report.json"} <= {p.name for p in export.iterdir()}
+    assert not list(export.glob("*.safetensors")) and not (tmp_path / "export.partial").exists()
+    report = json.loads((export / "export_report.json").read_text())
+    assert report["passed"] and report["agreement"] == 1.0 and report["quantize"] == "fp32"
+    assert report["check_rows"] == len(read_jsonl(source)) and report["onnx"]["texts_per_s"] > 0
+    if family == "bert":  # ONNX Runtime's optimizer fused the attention of each layer
+        assert "Attention" in graph_ops(export)
+    # predict on the export == predict on the model directory, field by field
+    for directory, name in ((model_dir, "torch.jsonl"), (export, "onnx.jsonl")):
+        result = invoke("predict", directory, source, "--output", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    torch_rows, onnx_rows = read_jsonl(tmp_path / "torch.jsonl"), read_jsonl(tmp_path / "onnx.jsonl")
+    assert len(torch_rows) == len(onnx_rows) == len(read_jsonl(source))
+    for a, b in zip(torch_rows, onnx_rows):
+        if task == "classification":
+            assert a["label"] == b["label"]
+            assert np.allclose([a["probabilities"][k] for k in a["probabilities"]],
+                               [b["probabilities"][k] for k in a["probabilities"]], atol=1e-4)
+        elif task == "ner":
+            assert [(e["start"], e["end"], e["type"]) for e in a["entities"]] == \
+                   [(e["start"], e["end"], e["type"]) for e in b["entities"]]
+        else:
+            assert (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"])
+            assert abs(a["probability"] - b["probability"]) < 1e-4
+
+
+def test_evaluate_and_serve_take_an_export(family_model, tmp_path: Path) -> None:
+    model_dir = trained(tmp_path, "classification", family_model("bert"))
+    source = check_file(tmp_path, "classification")
+    assert invoke("export", model_dir, "--output", tmp_path / "export", "--check", source).exit_code == 0
+    rng = random.Random(8)
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [{"text": review(rng, i % 2 == 0), "label": ["neg", "pos"][i % 2 == 0]}
+                                                         for i in range(30)])
+    metrics = {}
+    for name, directory in (("torch", model_dir), ("onnx", tmp_path / "export")):
+        result = invoke("evaluate", directory, labelled, "--output-dir", tmp_path / f"eval-{name}")
+        assert result.exit_code == 0, result.output
+        metrics[name] = json.loads((tmp_path / f"eval-{name}" / "metrics.json").read_text())
+    for key in ("accuracy", "f1_macro"):
+        assert metrics["onnx"][key] == pytest.approx(metrics["torch"][key], abs=1e-9)
+
+    from test_serve import call, free_port
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "bertkit", "serve", str(tmp_path / "export"), "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if call(base + "/health")[0] == 200:
+                    break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        texts = [r["text"] for r in read_jsonl(source)[:6]]
+        status, body = call(base + "/predict", json.dumps({"inputs": texts}).encode())
+        assert status == 200, body
+        result = invoke("predict", tmp_path / "export", source, "--output", tmp_path / "p.jsonl")
+        assert result.exit_code == 0
+        expected = [r["label"] for r in read_jsonl(tmp_path / "p.jsonl")[:6]]
+        assert [p["label"] for p in body["outputs"]] == expected
+        assert call(base + "/predict", b"{not json")[0] == 400
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("activations", ["dynamic", "static"])
+def test_int8_export_is_int8_and_checked(activations: str, family_model, tmp_path: Path) -> None:
+    model_dir = trained(tmp_path, "classification", family_model("bert"))
+    source = check_file(tmp_path, "classification")
+    args = ["export", model_dir, "--output", tmp_path / "int8", "--quantize", "int8", "--activations", activations,
+            "--min-agreement", "1.0"]
+    args += ["--calibration", source] if activations == "static" else ["--check", source]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "int8" / "export_report.json").read_text())
+    # 100 % was required: either int8 everywhere already agreed on every row, or layers were kept in fp32
+    # until it did (all of them at worst, which is exact)
+    assert report["agreement"] == 1.0 and report["passed"] and report["quantize"] == "int8"
+    rows = read_jsonl(source)
+    assert report["check_rows"] == (len(rows) - len(rows) // 2 if activations == "static" else len(rows))
+    if len(report["kept_fp32"]) < 2:  # the tiny model has two layers: at least one is int8
+        ops = graph_ops(tmp_path / "int8")
+        int8_ops = {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"} if activations == "dynamic" \
+            else {"QLinearMatMul", "QAttention", "QuantizeLinear"}
+        assert ops & int8_ops, ops
+    result = invoke("predict", tmp_path / "int8", source, "--output", tmp_path / "p.jsonl")
+    assert result.exit_code == 0 and len(read_jsonl(tmp_path / "p.jsonl")) == len(rows)
+
+
+def test_export_under_the_agreement_floor_is_refused_unless_forced(family_model, tmp_path: Path) -> None:
+    model_dir = trained(tmp_path, "classification", family_model("bert"))
+    source = check_file(tmp_path, "classification")
+    result = invoke("export", model_dir, "--output", tmp_path / "x", "--check", source, "--min-agreement", "1.5")
+    assert result.exit_code == 1
+    assert "under the required 150%" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+    result = invoke("export", model_dir, "--output", tmp_path / "x", "--check", source, "--min-agreement", "1.5", "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "x" / "export_report.json").read_text())["passed"] is False
+
+
+def test_bad_exports_are_one_line_and_write_nothing(family_model, tiny_recipe: Path, tmp_path: Path) -> None:
+    model_dir = trained(tmp_path, "classification", family_model("bert"))
+    source = check_file(tmp_path, "classification")
+    cases = [
+        (["--quantize", "int4", "--check", source], "--quantize int4"),
+        (["--quantize", "int8", "--activations", "static"], "need calibration rows"),
+        (["--activations", "half"], "--activations half"),
+        (["--check", tmp_path / "missing.jsonl"], "missing.jsonl"),
+    ]
+    for extra, message in cases:
+        result = invoke("export", model_dir, "--output", tmp_path / "bad", *extra)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+    # a model trained without a validation or test file, and no rows given
+    result = invoke("export", model_dir, "--output", tmp_path / "bad")
+    assert result.exit_code == 1 and "--check FILE" in result.output
+    # an export is not exported again, and commands that need PyTorch weights say what they were given
+    assert invoke("export", model_dir, "--output", tmp_path / "e", "--check", source).exit_code == 0
+    result = invoke("export", tmp_path / "e", "--output", tmp_path / "e2", "--check", source)
+    assert result.exit_code == 1 and "already an ONNX export" in result.output
+    result = invoke("embed", tmp_path / "e", source, "--output", tmp_path / "emb.npy")
+    assert result.exit_code == 1 and "is an ONNX export" in result.output, result.output
+
+
+def test_a_model_trained_on_files_exports_with_no_rows_given(tiny_recipe: Path, tmp_path: Path) -> None:
+    result = invoke("finetune", tiny_recipe, "training.num_train_epochs=1")
+    assert result.exit_code == 0, result.output
+    result = invoke("export", tmp_path / "out", "--output", tmp_path / "export")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert report["check_rows"] > 0 and report["agreement"] == 1.0
