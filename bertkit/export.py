@@ -362,9 +362,11 @@ def _quantize_once(graph: Path, target: Path, activations: str, batches: list | 
                                           quantize_static)
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs every node it passes over
+    # Tensors whose type shape inference cannot name (outputs of ONNX Runtime's fused operators) are float.
+    options = {"DefaultTensorType": 1}
     if activations == "dynamic":
         quantize_dynamic(str(graph), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=excluded)
+                         nodes_to_exclude=excluded, extra_options=options)
         return
 
     class Reader(CalibrationDataReader):
@@ -376,7 +378,7 @@ def _quantize_once(graph: Path, target: Path, activations: str, batches: list | 
 
     quantize_static(str(graph), str(target), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["MatMul", "Attention", "Gemm"], nodes_to_exclude=excluded)
+                    op_types_to_quantize=["MatMul", "Attention", "Gemm"], nodes_to_exclude=excluded, extra_options=options)
 
 
 class _Recorder:
@@ -387,7 +389,7 @@ class _Recorder:
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.batches = inner, []
-        self.config, self.input_names = inner.config, inner.input_names
+        self.config, self.input_names, self.on_cpu = inner.config, inner.input_names, inner.on_cpu
 
     def run(self, batch: dict) -> dict:
         feed = {n: batch[n] for n in self.input_names}

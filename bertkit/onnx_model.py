@@ -59,6 +59,10 @@ class OnnxModel:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    @property
+    def on_cpu(self) -> bool:
+        return self.session.get_providers()[0] == "CPUExecutionProvider"
+
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {name: batch[name].astype(np.int64, copy=False) for name in self.input_names}
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
