@@ -311,36 +311,47 @@ def _quantizable(graph: Path) -> tuple[list[str], list[str]]:
 
 def _quantize(fused: Path, target: Path, activations: str, batches: list | None, reference: Reference,
               recipe: Any, task: Any, spec: Any, tokenizer: Any, min_agreement: float) -> tuple:
-    """Quantise; while agreement is short of ``min_agreement``, keep the most sensitive layer in fp32."""
+    """Quantise; while agreement is short of ``min_agreement``, keep the most sensitive layers in fp32,
+    then narrow each kept layer to one matrix multiply where one is enough (measured, not guessed)."""
     prepared = _shape_inferred(fused)
     body, head = _quantizable(prepared)
     layers = max(1, int(getattr(reference.config, "num_hidden_layers", 1) or 1))
     size = max(1, -(-len(body) // layers))
-    groups = [body[i:i + size] for i in range(0, len(body), size)]
+    groups = [body[i:i + size] for i in range(0, len(body), size)]  # graph order: one group per layer
+    written: list[list[str]] = [[]]
 
-    def attempt(kept: list[int]) -> dict:
-        excluded = head + [n for g in kept for n in groups[g]]
-        _quantize_once(prepared, target, activations, batches, excluded)
-        return _compare(reference, target, recipe, task, spec, tokenizer)
+    def attempt(kept: list[str]) -> dict:
+        _quantize_once(prepared, target, activations, batches, head + kept)
+        written[0] = list(kept)
+        result = _compare(reference, target, recipe, task, spec, tokenizer)
+        log(f"int8, {len(kept)} of {len(body)} matrix multiplies in fp32: agreement {result['agreement']:.2%}")
+        return result
 
-    kept: list[int] = []
+    kept: list[str] = []
     result = attempt(kept)
-    log(f"int8: agreement {result['agreement']:.2%} on {len(reference.rows)} check rows")
     if result["agreement"] < min_agreement and groups:
-        # One fp32 layer at a time, the one whose fp32 copy helps most first (measured, not guessed).
-        trials = []
-        for g in range(len(groups)):
-            trial = attempt([g])
-            trials.append((trial["agreement"], -trial.get("max_prob_diff", 0.0), g))
-            log(f"int8 with layer {g} in fp32: agreement {trial['agreement']:.2%}")
-        for _, _, g in sorted(trials, reverse=True):
-            kept.append(g)
-            result = attempt(kept)
-            log(f"int8 with layer(s) {', '.join(map(str, sorted(kept)))} in fp32: agreement {result['agreement']:.2%}")
-            if result["agreement"] >= min_agreement or len(kept) == len(groups):
+        alone = [(attempt(group), g) for g, group in enumerate(groups)]  # each layer alone in fp32
+        ranked = sorted(alone, key=lambda t: (t[0]["agreement"], -t[0].get("max_prob_diff", 0.0)), reverse=True)
+        chosen: list[int] = []
+        for trial, g in ranked:
+            chosen.append(g)
+            kept = [n for c in chosen for n in groups[c]]
+            result = trial if len(chosen) == 1 else attempt(kept)
+            if result["agreement"] >= min_agreement:
                 break
+        if result["agreement"] >= min_agreement:
+            for g in chosen:
+                for node in groups[g]:
+                    narrower = [n for n in kept if n not in groups[g]] + [node]
+                    trial = attempt(narrower)
+                    if trial["agreement"] >= min_agreement:
+                        kept, result = narrower, trial
+                        break
+    if written[0] != kept:
+        result = attempt(kept)
     prepared.unlink(missing_ok=True)
-    return target, [f"layer {g}" for g in sorted(kept)], result
+    layer_of = {n: g for g, group in enumerate(groups) for n in group}
+    return target, [f"layer {layer_of[n]}: {n}" for n in kept], result
 
 
 def _shape_inferred(graph: Path) -> Path:
