@@ -28,14 +28,25 @@ def prepare(output_dir: str | Path, *, overwrite: bool = False, resume: bool = F
     """Check ``output_dir`` can be written and return the staging directory to write into."""
     output_dir = Path(output_dir)
     work = staging_dir(output_dir)
+    check_writable(output_dir, overwrite=overwrite)
+    if resume and not work.is_dir():
+        raise BertkitError(f"nothing to resume: {work} does not exist",
+                           "resume continues an interrupted run with the same output_dir; start without --resume")
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def check_writable(output_dir: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse an existing, non-empty ``output_dir`` (unless ``overwrite``) or one that cannot be created;
+    creates its parent directory, nothing else."""
+    output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise BertkitError(f"output_dir {output_dir} is a file", "choose another output_dir=...")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise BertkitError(f"output directory {output_dir} already exists and is not empty",
                            "pass --overwrite to replace it, or choose output_dir=another/path")
-    if resume and not work.is_dir():
-        raise BertkitError(f"nothing to resume: {work} does not exist",
-                           "resume continues an interrupted run with the same output_dir; start without --resume")
     parent = output_dir.parent if str(output_dir.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -44,10 +55,6 @@ def prepare(output_dir: str | Path, *, overwrite: bool = False, resume: bool = F
     if not os.access(parent, os.W_OK):
         raise BertkitError(f"cannot write output_dir {output_dir}: the directory {parent} is not writable",
                            "choose a writable output_dir=..., or fix the permissions of that directory")
-    if work.exists() and not resume:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    return work
 
 
 def publish(work: Path, output_dir: str | Path, keep: tuple[str, ...] = ()) -> Path:

@@ -32,8 +32,7 @@ def run(recipe: Recipe, n: int, *, overwrite: bool, command: str) -> dict[str, A
     if n < 1:
         raise BertkitError(f"--seeds {n}: give at least 1", "e.g. --seeds 3")
     target = Path(recipe.output_dir)
-    outputs.prepare(target, overwrite=overwrite)  # refuse an existing output before any training
-    outputs.discard(outputs.staging_dir(target))
+    outputs.check_writable(target, overwrite=overwrite)  # refuse an existing output before any training
     metric, greater = tasks.get(recipe.task).best_metric(recipe)
     seeds = list(range(recipe.seed, recipe.seed + n))
     runs: list[tuple[int, Path, dict[str, Any]]] = []

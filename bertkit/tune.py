@@ -92,23 +92,22 @@ def _trial_tree(tree: dict[str, Any], values: dict[str, Any], output_dir: Path) 
     return out
 
 
-class _Pruning:
-    """A Trainer callback: report each evaluation's metric to the trial; stop a trial Optuna prunes."""
+def _pruning(trial: Any, metric: str) -> Any:
+    """A Trainer callback: report each evaluation's metric to the trial; stop a trial Optuna prunes.
+    (Built on call, so that importing this module does not import transformers.)"""
+    import optuna
+    from transformers import TrainerCallback
 
-    def __new__(cls, trial: Any, metric: str) -> Any:
-        import optuna
-        from transformers import TrainerCallback
+    class Pruning(TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
+            value = (metrics or {}).get(f"eval_{metric}", (metrics or {}).get(metric))
+            if value is None:
+                return
+            trial.report(float(value), step=int(round(state.epoch or 0)))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {state.epoch:.0f}: {metric} {value:.4f} below the median")
 
-        class Callback(TrainerCallback):
-            def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
-                value = (metrics or {}).get(f"eval_{metric}", (metrics or {}).get(metric))
-                if value is None:
-                    return
-                trial.report(float(value), step=int(round(state.epoch or 0)))
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {state.epoch:.0f}: {metric} {value:.4f} below the median")
-
-        return Callback()
+    return Pruning()
 
 
 def run(recipe: recipe_mod.Recipe, *, trials: int, timeout: float | None, storage: str | None,
@@ -157,7 +156,7 @@ def run(recipe: recipe_mod.Recipe, *, trials: int, timeout: float | None, storag
         console.set_level("quiet")
         try:
             metrics = train.run(trial_recipe, overwrite=True, command=f"bertkit tune (trial {trial.number})",
-                                callbacks=[_Pruning(trial, metric)])
+                                callbacks=[_pruning(trial, metric)])
         except optuna.TrialPruned:
             _remove(output)
             console.log(f"trial {trial.number}: pruned after {time.perf_counter() - started:.0f} s  "
