@@ -194,3 +194,38 @@ def test_a_model_trained_on_files_exports_with_no_rows_given(tiny_recipe: Path, 
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())
     assert report["check_rows"] > 0 and report["agreement"] == 1.0
+
+
+def test_a_japanese_model_exports_with_its_mecab_tokenizer(tiny_ja_model: Path, ja_sentiment_file: Path,
+                                                           tmp_path: Path) -> None:
+    model_dir = finetune(recipe(tmp_path, "classification", tiny_ja_model, ja_sentiment_file))
+    texts = write_jsonl(tmp_path / "ja-in.jsonl", [{"text": r["text"]} for r in read_jsonl(ja_sentiment_file)[:12]])
+    result = invoke("export", model_dir, "--output", tmp_path / "export", "--check", texts)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "export" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config.get("word_tokenizer_type") == "mecab"
+    for directory, name in ((model_dir, "torch.jsonl"), (tmp_path / "export", "onnx.jsonl")):
+        assert invoke("predict", directory, texts, "--output", tmp_path / name).exit_code == 0
+    torch_rows, onnx_rows = read_jsonl(tmp_path / "torch.jsonl"), read_jsonl(tmp_path / "onnx.jsonl")
+    assert [r["label"] for r in torch_rows] == [r["label"] for r in onnx_rows]
+    for a, b in zip(torch_rows, onnx_rows):
+        assert all(abs(a["probabilities"][k] - b["probabilities"][k]) < 1e-4 for k in a["probabilities"])
+
+
+def test_agreement_is_counted_in_each_tasks_terms() -> None:
+    from bertkit.export import agreement_of
+
+    a, b, c = ({"start": s, "end": s + 3, "type": t, "score": p} for s, t, p in ((0, "PER", 0.9), (5, "LOC", 0.8), (9, "LOC", 0.7)))
+    ner = agreement_of("ner", [{"entities": [a, b]}, {"entities": []}], [{"entities": [{**a, "score": 0.85}, c]}, {"entities": []}])
+    assert ner["agreement"] == pytest.approx(1 / 3) and ner["max_prob_diff"] == pytest.approx(0.05)
+    assert ner["entities"] == {"both": 1, "pytorch_only": 1, "onnx_only": 1}
+    def span(start: int | None, end: int | None, p: float) -> dict:
+        return {"start": start, "end": end, "probability": p}
+
+    qa_ref = [span(1, 4, 0.5), span(None, None, 0.9), span(2, 3, 0.2)]
+    qa_got = [span(1, 4, 0.6), span(None, None, 0.8), span(2, 5, 0.2)]
+    qa = agreement_of("qa", qa_ref, qa_got)
+    assert qa["agreement"] == pytest.approx(2 / 3) and qa["max_prob_diff"] == pytest.approx(0.1)
+    cls = agreement_of("classification", [{"label": "x", "probabilities": {"x": 0.6, "y": 0.4}}] * 2,
+                       [{"label": "x", "probabilities": {"x": 0.55, "y": 0.45}}, {"label": "y", "probabilities": {"x": 0.3, "y": 0.7}}])
+    assert cls["agreement"] == 0.5 and cls["max_prob_diff"] == pytest.approx(0.3)
