@@ -75,7 +75,8 @@ def run(model_dir: str, output: str, *, quantize: str | None = None, activations
     if recipe.task == "mlm":
         raise BertkitError(f"{model_dir} is a masked-LM model: export serves classification, NER and QA models",
                            "fine-tune it for a task first (bertkit finetune)")
-    calib_rows, check_rows = _rows(model_dir, recipe, calibration, check)
+    static = bool(quantize) and activations == "static"
+    calib_rows, check_rows = _rows(model_dir, recipe, calibration, check, static)
     work = outputs.prepare(output, overwrite=overwrite)
     try:
         model.to("cpu")
@@ -96,7 +97,7 @@ def run(model_dir: str, output: str, *, quantize: str | None = None, activations
         report.update(model=str(model_dir), task=recipe.task, quantize=quantize or "fp32",
                       activations=activations if quantize else None, kept_fp32=kept, inputs=names["inputs"],
                       outputs=names["outputs"], min_agreement=min_agreement, check_rows=len(check_rows),
-                      calibration_rows=len(calib_rows) if quantize and activations == "static" else 0,
+                      calibration_rows=len(calib_rows) if static else 0,
                       onnx_mb=round((work / onnx_model.ONNX_FILE).stat().st_size / 2**20, 1))
         report["passed"] = report["agreement"] >= min_agreement
         if not report["passed"] and not force:
@@ -122,10 +123,12 @@ def _require_onnx() -> None:
                            onnx_model.INSTALL_HINT) from exc
 
 
-def _rows(model_dir: str, recipe: Any, calibration: str | None, check: str | None) -> tuple[list[dict], list[dict]]:
-    """(calibration rows, check rows). The calibration file's first rows calibrate and the rest check
-    (so agreement is measured on rows the ranges were not fitted to), unless ``--check`` names a file;
-    without either file, the model's own validation or test file (from its recipe) is used."""
+def _rows(model_dir: str, recipe: Any, calibration: str | None, check: str | None,
+          static: bool) -> tuple[list[dict], list[dict]]:
+    """(calibration rows, check rows). For static ranges the calibration file's first rows calibrate and the
+    rest check (agreement is measured on rows the ranges were not fitted to); otherwise all its rows check.
+    ``--check`` names the check rows itself; without either file, the model's own validation or test file
+    (from its recipe) is used."""
     column = recipe.data.text_column
 
     def read(path: str, limit: int) -> list[dict]:
@@ -145,6 +148,8 @@ def _rows(model_dir: str, recipe: Any, calibration: str | None, check: str | Non
     calib = read(calibration, CALIBRATION_ROWS + CHECK_ROWS) if calibration else []
     if check:
         checks = read(check, CHECK_ROWS)
+    elif not static:
+        checks = calib[:CHECK_ROWS]
     else:
         cut = min(CALIBRATION_ROWS, len(calib) // 2) if len(calib) > 1 else len(calib)
         calib, checks = calib[:cut], calib[cut:] or calib
