@@ -144,7 +144,9 @@ def _rows(model_dir: str, recipe: Any, calibration: str | None, check: str | Non
         return rows
 
     if calibration is None and check is None:
-        check = _trained_on(model_dir)
+        # training data, read as training reads it (CoNLL columns, SQuAD JSON, ...); the task takes its rows
+        path, fmt = _trained_on(model_dir)
+        return [], data_mod.read_rows(path, fmt, recipe.task)[:CHECK_ROWS]
     calib = read(calibration, CALIBRATION_ROWS + CHECK_ROWS) if calibration else []
     if check:
         checks = read(check, CHECK_ROWS)
@@ -156,8 +158,8 @@ def _rows(model_dir: str, recipe: Any, calibration: str | None, check: str | Non
     return calib[:CALIBRATION_ROWS], checks
 
 
-def _trained_on(model_dir: str) -> str:
-    """The validation (else test) file the model was trained with, if it is a local file still there."""
+def _trained_on(model_dir: str) -> tuple[str, str]:
+    """(path, format) of the validation (else test) file the model was trained with, if it is still there."""
     from bertkit import recipe as recipe_mod
 
     path = Path(model_dir) / "recipe.yaml"
@@ -165,7 +167,7 @@ def _trained_on(model_dir: str) -> str:
     for split in ("validation", "test"):
         path = saved.get(split)
         if isinstance(path, str) and Path(path).is_file():
-            return path
+            return path, str(saved.get("format") or "auto")
     raise BertkitError("export needs rows to check the export against the PyTorch model",
                        "give --check FILE (or --calibration FILE): inputs in the format predict reads")
 

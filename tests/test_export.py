@@ -229,3 +229,24 @@ def test_agreement_is_counted_in_each_tasks_terms() -> None:
     cls = agreement_of("classification", [{"label": "x", "probabilities": {"x": 0.6, "y": 0.4}}] * 2,
                        [{"label": "x", "probabilities": {"x": 0.55, "y": 0.45}}, {"label": "y", "probabilities": {"x": 0.3, "y": 0.7}}])
     assert cls["agreement"] == 0.5 and cls["max_prob_diff"] == pytest.approx(0.3)
+
+
+def test_a_ner_model_trained_on_conll_files_is_checked_on_its_validation_file(family_model, tmp_path: Path) -> None:
+    rng = random.Random(4)
+    files = {}
+    for split, n in (("train", 40), ("validation", 12)):
+        lines = []
+        for row in ner_rows(rng, n):
+            words = row["text"].replace(",", " ,").replace(".", " .").split()
+            tags = ["B-PER" if i == 0 else "B-LOC" if w in row["text"][row["entities"][1]["start"]:row["entities"][1]["end"]].split()[:1]
+                    else "O" for i, w in enumerate(words)]
+            lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
+        files[split] = tmp_path / f"{split}.tsv"
+        files[split].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = recipe(tmp_path, "ner", family_model("bert"), files["train"])
+    path.write_text(path.read_text().replace("  validation_size: 0.25\n", f"  validation: {files['validation']}\n"))
+    model_dir = finetune(path)
+    result = invoke("export", model_dir, "--output", tmp_path / "export")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert report["check_rows"] == 12 and report["agreement_kind"] == "entity" and report["agreement"] == 1.0
