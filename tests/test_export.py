@@ -132,21 +132,21 @@ def test_int8_export_is_int8_and_checked(activations: str, family_model, tmp_pat
     model_dir = trained(tmp_path, "classification", family_model("bert"))
     source = check_file(tmp_path, "classification")
     args = ["export", model_dir, "--output", tmp_path / "int8", "--quantize", "int8", "--activations", activations,
-            "--min-agreement", "1.0"]
+            "--min-agreement", "1.0", "--force"]
     args += ["--calibration", source] if activations == "static" else ["--check", source]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "int8" / "export_report.json").read_text())
-    # 100 % was required: either int8 everywhere already agreed on every row, or layers were kept in fp32
-    # until it did (all of them at worst, which is exact)
-    assert report["agreement"] == 1.0 and report["passed"] and report["quantize"] == "int8"
+    # 100 % was asked for: int8 everywhere, or layers kept in fp32 until it held, at most half of them (the tiny
+    # model has two layers of four matrix multiplies); short of it, --force wrote it marked as not passed
+    assert report["quantize"] == "int8" and len(report["kept_fp32"]) <= 4
+    assert report["passed"] == (report["agreement"] >= 1.0)
     rows = read_jsonl(source)
     assert report["check_rows"] == (len(rows) - len(rows) // 2 if activations == "static" else len(rows))
-    if len(report["kept_fp32"]) < 2:  # the tiny model has two layers: at least one is int8
-        ops = graph_ops(tmp_path / "int8")
-        int8_ops = {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"} if activations == "dynamic" \
-            else {"QLinearMatMul", "QAttention", "QuantizeLinear"}
-        assert ops & int8_ops, ops
+    ops = graph_ops(tmp_path / "int8")
+    int8_ops = {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention", "DynamicQuantizeLinear"} if activations == "dynamic" \
+        else {"QLinearMatMul", "QAttention", "QuantizeLinear"}
+    assert ops & int8_ops, ops
     result = invoke("predict", tmp_path / "int8", source, "--output", tmp_path / "p.jsonl")
     assert result.exit_code == 0 and len(read_jsonl(tmp_path / "p.jsonl")) == len(rows)
 
@@ -161,6 +161,10 @@ def test_export_under_the_agreement_floor_is_refused_unless_forced(family_model,
     result = invoke("export", model_dir, "--output", tmp_path / "x", "--check", source, "--min-agreement", "1.5", "--force")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "x" / "export_report.json").read_text())["passed"] is False
+    result = invoke("export", model_dir, "--output", tmp_path / "y", "--check", source, "--quantize", "int8",
+                    "--min-agreement", "1.5")
+    assert result.exit_code == 1 and "int8 everywhere" in result.output and "half of the layers" in result.output
+    assert not (tmp_path / "y").exists() and not (tmp_path / "y.partial").exists()
 
 
 def test_bad_exports_are_one_line_and_write_nothing(family_model, tiny_recipe: Path, tmp_path: Path) -> None:
