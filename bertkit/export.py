@@ -106,8 +106,9 @@ def run(model_dir: str, output: str, *, quantize: str | None = None, activations
                       "in fp32 did not close the gap)") if quantize else ""
             raise BertkitError(f"the export agrees with the PyTorch model on {report['agreement']:.2%} of the check rows, "
                                f"under the required {min_agreement:.0%}{detail}",
-                               "export without --quantize (fp32), give more representative --calibration rows, or "
-                               "accept it with --force")
+                               "export without --quantize (fp32)" + (", give more representative --calibration rows"
+                                                                      if static else "") +
+                               ", lower --min-agreement, or accept it with --force")
         _copy_companions(Path(model_dir), work)
         outputs.write_json(work / onnx_model.REPORT_FILE, report)
     except BaseException:
