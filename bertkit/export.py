@@ -23,6 +23,7 @@ decoding: the export directory is read back by ``predict``/``evaluate``/``serve`
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -285,23 +286,34 @@ def agreement_of(task: str, reference: list[dict], predicted: list[dict]) -> dic
         both = ref.keys() & got.keys()
         union = ref.keys() | got.keys()
         diff = max((abs(ref[k] - got[k]) for k in both), default=0.0)
-        return {"agreement": len(both) / len(union) if union else 1.0, "agreement_kind": "entity",
+        return {"agreement": len(both) / len(union) if union else 1.0, "agreement_kind": "entity", "counted": len(union),
                 "entities": {"both": len(both), "pytorch_only": len(ref.keys() - both), "onnx_only": len(got.keys() - both)},
                 "max_prob_diff": round(diff, 6)}
     if task == "qa":
         same = [(r["start"], r["end"]) == (p["start"], p["end"]) for r, p in zip(reference, predicted)]
         diff = max((abs(r["probability"] - p["probability"]) for r, p, s in zip(reference, predicted, same) if s), default=0.0)
-        return {"agreement": sum(same) / len(same), "agreement_kind": "answer", "max_prob_diff": round(diff, 6)}
+        return {"agreement": sum(same) / len(same), "agreement_kind": "answer", "counted": len(same),
+                "max_prob_diff": round(diff, 6)}
     if "value" in reference[0]:  # regression: agreement within 1 % of the reference's spread
         values = [r["value"] for r in reference]
         tolerance = 0.01 * (max(values) - min(values) or 1.0)
         gaps = [abs(r["value"] - p["value"]) for r, p in zip(reference, predicted)]
-        return {"agreement": sum(g <= tolerance for g in gaps) / len(gaps), "agreement_kind": "value",
+        return {"agreement": sum(g <= tolerance for g in gaps) / len(gaps), "agreement_kind": "value", "counted": len(gaps),
                 "max_value_diff": round(max(gaps), 6)}
     key, probs = ("labels", "scores") if "labels" in reference[0] else ("label", "probabilities")
     same = [r[key] == p[key] for r, p in zip(reference, predicted)]
     diff = max(abs(r[probs][name] - p[probs][name]) for r, p in zip(reference, predicted) for name in r[probs])
-    return {"agreement": sum(same) / len(same), "agreement_kind": "label", "max_prob_diff": round(diff, 6)}
+    return {"agreement": sum(same) / len(same), "agreement_kind": "label", "counted": len(same),
+            "max_prob_diff": round(diff, 6)}
+
+
+def likely_at_least(result: dict[str, Any], required: float) -> bool:
+    """Whether agreement is at least ``required`` with half a standard error to spare (the lower end of
+    Wilson's score interval at z = 0.5), so that new rows, not only the check rows, reach it: 99.0 % on 500
+    check rows was 98.85 % on 2,000 new ones (bench/RESULTS.md). A margin, not a guarantee."""
+    n, p, z = max(int(result.get("counted", 0)), 1), result["agreement"], 0.5
+    lower = (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return lower >= required
 
 
 def _quantizable(graph: Path) -> tuple[list[str], list[str]]:
@@ -341,7 +353,8 @@ def _quantize(fused: Path, target: Path, activations: str, batches: list | None,
     kept: list[str] = []
     result = attempt(kept)
     everywhere = result["agreement"]
-    if result["agreement"] < min_agreement and groups:
+    # Layers go back to fp32 until agreement is likely to hold on new rows (the pass itself is on the check rows).
+    if not likely_at_least(result, min_agreement) and groups:
         alone = [(attempt(group), g) for g, group in enumerate(groups)]  # each layer alone in fp32
         ranked = sorted(alone, key=lambda t: (t[0]["agreement"], -t[0].get("max_prob_diff", 0.0)), reverse=True)
         chosen: list[int] = []
@@ -350,14 +363,14 @@ def _quantize(fused: Path, target: Path, activations: str, batches: list | None,
             chosen.append(g)
             kept = [n for c in chosen for n in groups[c]]
             result = trial if len(chosen) == 1 else attempt(kept)
-            if result["agreement"] >= min_agreement:
+            if likely_at_least(result, min_agreement):
                 break
-        if result["agreement"] >= min_agreement:
+        if likely_at_least(result, min_agreement):
             for g in chosen:
                 for node in groups[g]:
                     narrower = [n for n in kept if n not in groups[g]] + [node]
                     trial = attempt(narrower)
-                    if trial["agreement"] >= min_agreement:
+                    if likely_at_least(trial, min_agreement):
                         kept, result = narrower, trial
                         break
     if written[0] != kept:

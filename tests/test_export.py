@@ -254,3 +254,14 @@ def test_a_ner_model_trained_on_conll_files_is_checked_on_its_validation_file(fa
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())
     assert report["check_rows"] == 12 and report["agreement_kind"] == "entity" and report["agreement"] == 1.0
+
+
+def test_the_fallback_wants_a_margin_over_the_bar() -> None:
+    from bertkit.export import likely_at_least
+
+    # exactly at the bar on the check rows is not enough; a little over it on many rows is
+    assert not likely_at_least({"agreement": 0.99, "counted": 500}, 0.99)
+    assert likely_at_least({"agreement": 0.996, "counted": 500}, 0.99)
+    # all of 24 rows is not evidence of 99 % (23 of 24 would already be 95.8 %); all of 500 is
+    assert not likely_at_least({"agreement": 1.0, "counted": 24}, 0.99)
+    assert likely_at_least({"agreement": 1.0, "counted": 500}, 0.99)
