@@ -6,9 +6,10 @@ operators, and with ``--quantize int8`` ONNX Runtime's quantizer turns the matri
 ones (int8 weights per output channel; activations scaled per batch as they come (``dynamic``), or
 with fixed ranges calibrated on the given rows (``static``)). The export is then run through the task's
 own ``predict_batch`` beside the PyTorch model on check rows: label, entity or answer agreement, the
-largest probability difference and texts/s of both go to ``export_report.json``. Under the required
-agreement (99 % by default) the layers whose quantisation costs most are kept in fp32, one at a time,
-until it is met; if it still is not, the export is refused (exit 1, nothing written) unless ``--force``.
+largest probability difference and texts/s of both go to ``export_report.json``. While agreement does not
+clear the bar (99 % by default) by half a standard error, the layers whose quantisation costs most are kept in
+fp32, one at a time and at most half of them, each then narrowed to the one matrix multiply that is enough;
+under the bar the export is refused (exit 1, nothing written) unless ``--force``.
 
 Why ``torch.onnx`` and not optimum's exporter: ``optimum-onnx`` 0.1 pins ``transformers < 4.58``, and
 bertkit runs transformers 5. Why eager attention: the optimizer recognises that pattern and fuses it into
@@ -88,7 +89,7 @@ def run(model_dir: str, output: str, *, quantize: str | None = None, activations
         reference = _reference(recipe, task, spec, tokenizer, model, check_rows)
         chosen, kept = fused, []
         if quantize:
-            batches = _recorded_batches(fused, reference, recipe, task, spec, tokenizer, calib_rows) if activations == "static" else None
+            batches = _recorded_batches(fused, reference, recipe, task, spec, tokenizer, calib_rows) if static else None
             chosen, kept, report = _quantize(fused, work / "graph.int8.onnx", activations, batches, reference,
                                              recipe, task, spec, tokenizer, min_agreement)
         else:
@@ -265,12 +266,7 @@ def _compare(reference: Reference, graph: Path, recipe: Any, task: Any, spec: An
 
 def _session_model(graph: Path, config: Any) -> Any:
     """An ``OnnxModel`` over a graph file still in the staging directory, with the model's config."""
-    model = onnx_model.OnnxModel.__new__(onnx_model.OnnxModel)
-    model.directory, model.config = graph.parent, config
-    model.session = onnx_model.session(graph)
-    model.input_names = [i.name for i in model.session.get_inputs()]
-    model.output_names = [o.name for o in model.session.get_outputs()]
-    return model
+    return onnx_model.OnnxModel(graph.parent, graph=graph, config=config)
 
 
 def agreement_of(task: str, reference: list[dict], predicted: list[dict]) -> dict[str, Any]:

@@ -50,12 +50,15 @@ class OnnxModel:
 
     onnx = True  # inference.forward takes the ONNX Runtime path for objects with this flag
 
-    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+    def __init__(self, directory: str | Path, threads: int | None = None, *, graph: str | Path | None = None,
+                 config: Any = None) -> None:
+        """``graph`` and ``config`` default to the directory's ``model.onnx`` and ``config.json`` (``export``
+        passes a graph it is still checking and the PyTorch model's config)."""
         from transformers import AutoConfig
 
         self.directory = Path(directory)
-        self.config = AutoConfig.from_pretrained(self.directory)
-        self.session = session(self.directory / ONNX_FILE, threads)
+        self.config = config if config is not None else AutoConfig.from_pretrained(self.directory)
+        self.session = session(graph or self.directory / ONNX_FILE, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -98,7 +98,7 @@ def test_evaluate_and_serve_take_an_export(family_model, tmp_path: Path) -> None
     for key in ("accuracy", "f1_macro"):
         assert metrics["onnx"][key] == pytest.approx(metrics["torch"][key], abs=1e-9)
 
-    from test_serve import call, free_port
+    from test_serve import call, free_port, wait_until_up
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -106,14 +106,7 @@ def test_evaluate_and_serve_take_an_export(family_model, tmp_path: Path) -> None
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if call(base + "/health")[0] == 200:
-                    break
-            except OSError:
-                import time
-
-                time.sleep(0.1)
+        wait_until_up(server, base)
         texts = [r["text"] for r in read_jsonl(source)[:6]]
         status, body = call(base + "/predict", json.dumps({"inputs": texts}).encode())
         assert status == 200, body

@@ -38,6 +38,21 @@ def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+def wait_until_up(server: subprocess.Popen, base: str, seconds: float = 180.0) -> None:
+    """Until the server answers /health (it imports torch and loads a model first: slow on a busy CPU)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if call(base + "/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        if server.poll() is not None:
+            pytest.fail(server.stderr.read().decode())
+        time.sleep(0.2)
+    pytest.fail(f"the server did not answer /health within {seconds:.0f} s")
+
+
 @pytest.fixture()
 def trained(tiny_recipe: Path, tmp_path: Path) -> Path:
     result = CliRunner().invoke(app, ["finetune", str(tiny_recipe), "training.num_train_epochs=1"])
@@ -52,15 +67,7 @@ def test_serve_answers_as_predict_does_and_rejects_bad_requests(trained: Path, t
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if call(base + "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None:
-                pytest.fail(server.stderr.read().decode())
-            time.sleep(0.2)
+        wait_until_up(server, base)
         texts = ["a really great movie", "the plot was boring", "excellent acting", "dull and poor"]
         source = tmp_path / "in.txt"
         source.write_text("\n".join(texts) + "\n")
