@@ -23,7 +23,6 @@ decoding: the export directory is read back by ``predict``/``evaluate``/``serve`
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -454,7 +453,3 @@ def summary(report: dict[str, Any]) -> str:
             f"largest probability difference {report.get('max_prob_diff', report.get('max_value_diff'))}, "
             f"{report['onnx']['texts_per_s']} texts/s vs PyTorch fp32 {report['pytorch']['texts_per_s']} "
             f"({report['speedup']}x)" + (f"; kept in fp32: {', '.join(report['kept_fp32'])}" if report["kept_fp32"] else ""))
-
-
-def read_report(directory: str | Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / onnx_model.REPORT_FILE).read_text(encoding="utf-8"))
