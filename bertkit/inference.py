@@ -14,6 +14,7 @@ What this does not do: tokenise (the task modules do) or interpret the outputs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,39 +67,34 @@ def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int |
 def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: int = 64, precision: str = "fp32",
             outputs: tuple[str, ...] = ("logits",), per_token: bool = False, desc: str | None = None,
             progress: bool = True, max_tokens: int | None = None) -> dict[str, list[np.ndarray]]:
-    """Run ``model`` over feature rows; return each requested output per example.
+    """Run ``model`` (PyTorch, or an ``onnx_model.OnnxModel``) over feature rows; return each requested
+    output per example.
 
     With ``per_token`` the outputs are (batch, seq, ...) and each is cut back to its example's own
     length, so the caller never sees padding positions. ``max_tokens`` caps batch x longest (default:
-    4,096 on a CPU, where batches that fit the caches ran 15-30 % faster than 16,384; 16,384 elsewhere).
+    4,096 on a CPU, where batches that fit the caches ran 15-30 % faster than 16,384; 512 for ONNX Runtime
+    on a CPU; 16,384 elsewhere).
     """
-    if getattr(model, "onnx", False):
-        return _forward_onnx(model, rows, pad_id=pad_id, batch_size=batch_size, outputs=outputs, per_token=per_token,
-                             desc=desc, progress=progress, max_tokens=max_tokens)
-    import torch
     from tqdm.auto import tqdm
 
-    from bertkit.hardware import autocast
-
-    on = next(model.parameters()).device.type
-    if max_tokens is None:
-        max_tokens = CPU_MAX_TOKENS if on == "cpu" else 16384
-    model.eval()
-    weights = bf16_weights(model) if precision == "bf16" and on == "cpu" else None
-    if weights is not None:
-        precision = "fp32"  # no autocast on top of bf16 weights
-    takes = accepted_inputs(model)
-    lengths = [len(r["input_ids"]) for r in rows]
-    results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
     from bertkit import console
 
+    if getattr(model, "onnx", False):
+        default = ONNX_CPU_MAX_TOKENS if model.on_cpu else 16384
+        context: Any = contextlib.nullcontext()
+
+        def run(batch_rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+            return model.run(pad_arrays(batch_rows, pad_id))
+    else:
+        default, context, run = _torch_runner(model, pad_id, precision, outputs)
+    lengths = [len(r["input_ids"]) for r in rows]
+    results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
     bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None or console.quiet(), unit="ex")
-    with torch.inference_mode(), autocast(precision, on):
-        for idx in length_sorted_batches(lengths, batch_size, max_tokens):
-            batch = {k: v.to(on) for k, v in pad_batch([rows[i] for i in idx], pad_id).items() if k in takes}
-            out = model(**batch) if weights is None else torch.func.functional_call(model, weights, (), batch)
+    with context:
+        for idx in length_sorted_batches(lengths, batch_size, max_tokens or default):
+            out = run([rows[i] for i in idx])
             for name in outputs:
-                value = out[name].float().cpu().numpy()
+                value = out[name].astype(np.float32, copy=False)
                 for j, i in enumerate(idx):
                     results[name][i] = value[j][: lengths[i]] if per_token else value[j]
             bar.update(len(idx))
@@ -106,27 +102,30 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
     return results
 
 
-def _forward_onnx(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: int, outputs: tuple[str, ...],
-                  per_token: bool, desc: str | None, progress: bool, max_tokens: int | None) -> dict[str, list[np.ndarray]]:
-    """``forward`` for an ONNX Runtime model (``onnx_model.OnnxModel``): the same batches, numpy in and out."""
-    from tqdm.auto import tqdm
+def _torch_runner(model: Any, pad_id: int, precision: str, outputs: tuple[str, ...]) -> tuple[int, Any, Any]:
+    """(default max_tokens, the context to run in, batch rows -> named numpy outputs) for a PyTorch model."""
+    import torch
 
-    from bertkit import console
+    from bertkit.hardware import autocast
 
-    lengths = [len(r["input_ids"]) for r in rows]
-    results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
-    bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None or console.quiet(), unit="ex")
-    if max_tokens is None:
-        max_tokens = ONNX_CPU_MAX_TOKENS if model.on_cpu else 16384
-    for idx in length_sorted_batches(lengths, batch_size, max_tokens):
-        out = model.run(pad_arrays([rows[i] for i in idx], pad_id))
-        for name in outputs:
-            value = out[name].astype(np.float32, copy=False)
-            for j, i in enumerate(idx):
-                results[name][i] = value[j][: lengths[i]] if per_token else value[j]
-        bar.update(len(idx))
-    bar.close()
-    return results
+    on = next(model.parameters()).device.type
+    model.eval()
+    weights = bf16_weights(model) if precision == "bf16" and on == "cpu" else None
+    if weights is not None:
+        precision = "fp32"  # no autocast on top of bf16 weights
+    takes = accepted_inputs(model)
+
+    @contextlib.contextmanager
+    def context() -> Iterator[None]:
+        with torch.inference_mode(), autocast(precision, on):
+            yield
+
+    def run(batch_rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        batch = {k: v.to(on) for k, v in pad_batch(batch_rows, pad_id).items() if k in takes}
+        out = model(**batch) if weights is None else torch.func.functional_call(model, weights, (), batch)
+        return {name: out[name].float().cpu().numpy() for name in outputs}
+
+    return (CPU_MAX_TOKENS if on == "cpu" else 16384), context(), run
 
 
 def accepted_inputs(model: Any) -> set[str]:

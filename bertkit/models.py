@@ -96,7 +96,9 @@ def check_weights(path: str, allow_pickle: bool) -> None:
         return
     has_safetensors = any(p.glob("*.safetensors"))
     has_pickle = any(p.glob("pytorch_model*.bin"))
-    if not has_safetensors and not has_pickle and (p / "model.onnx").is_file():
+    from bertkit import onnx_model
+
+    if not has_safetensors and not has_pickle and onnx_model.is_export(p):
         raise BertkitError(f"{p} is an ONNX export (bertkit export): predict, evaluate and serve take it, this command "
                            "needs PyTorch weights", "give the model directory it was exported from")
     if not has_safetensors and not has_pickle:
