@@ -145,6 +145,9 @@ def finetune(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also every training log record, one line each"),
     seeds: int = typer.Option(1, "--seeds", help="train N times with seeds seed..seed+N-1; keep the best on "
                               "validation; metrics.json gains mean, std and values per metric"),
+    probe: Optional[str] = typer.Option(None, "--probe", help="adapt-domain: the finetune recipe to judge the "
+                                        "adaptation by (as mlm.probe.recipe=RECIPE): start and adapted model are "
+                                        "fine-tuned with it over mlm.probe.seeds seeds and compared"),
 ) -> None:
     """Fine-tune a model as the recipe says; writes model, metrics, predictions, card and plots."""
     from bertkit import console, distributed
@@ -155,10 +158,18 @@ def finetune(
         raise BertkitError("--quiet and --verbose contradict each other", "give one of them")
     console.set_level("quiet" if quiet else "verbose" if verbose else "normal")
 
+    if probe:
+        overrides = [*(overrides or []), f"mlm.probe.recipe={probe}"]
     resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])  # recipe errors once, before launching
     if ctx.info_name == "adapt-domain" and resolved.task != "mlm":
         raise BertkitError(f"adapt-domain trains task: mlm recipes, and {resolved.source} is task: {resolved.task}",
                            f"run it with: bertkit finetune {recipe}")
+    from bertkit import adaptation
+
+    if resolved.task == "mlm" and adaptation.check(resolved) is not None and (seeds != 1 or num_processes
+                                                                             or accelerate_config):
+        raise BertkitError("the downstream probe runs after a one-process, one-seed adaptation",
+                           "drop --seeds / --num-processes / --accelerate-config, or the probe (mlm.probe)")
     if seeds != 1:
         if num_processes or accelerate_config or resume:
             raise BertkitError("--seeds runs one process at a time and starts afresh",
@@ -184,7 +195,18 @@ def finetune(
                    f"{metrics[split]['accuracy']:.4f}")
     speed = metrics["train"]["samples_per_second"]
     typer.echo(f"train: {metrics['train']['seconds']} s" + (f", {speed} samples/s" if speed else " (no steps were left to run)"))
+    if resolved.task == "mlm" and task_text_probe(resolved):
+        typer.echo(f"saved to {resolved.output_dir}; now the downstream probe")
+        report = adaptation.run_probe(resolved, command=_command_line())
+        for line in adaptation.summary_lines(report):
+            typer.echo(line)
     typer.echo(f"saved to {resolved.output_dir}")
+
+
+def task_text_probe(recipe: Any) -> bool:
+    from bertkit.tasks import task_text
+
+    return task_text.probe_settings(recipe) is not None
 
 
 @app.command()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertkit import hardware
 from bertkit.errors import BertkitError
 
 
@@ -222,7 +223,7 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
                 "seed"):
         lines.append(f"| {key} | {args.get(key)} |")
     lines.append(f"| max_length | {recipe.max_length} |")
-    lines.append(f"| precision | {recipe.precision} |")
+    lines.append(f"| precision | {hardware.precision_choice(recipe.precision)[1]} |")
     lines += ["", "## Results", ""]
     for split, values in metrics.items():
         if not isinstance(values, dict):

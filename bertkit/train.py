@@ -73,6 +73,8 @@ def prepare(recipe: Recipe) -> Prepared:
     if isinstance(limit, int) and limit < 100_000 and recipe.max_length > limit:
         raise BertkitError(f"max_length={recipe.max_length} is more than the model takes ({limit} tokens)",
                            f"set max_length={limit} or less")
+    if task.adapt_tokenizer is not None:
+        tokenizer = task.adapt_tokenizer(tokenizer, raw, recipe, spec)
     prepared = Prepared(recipe=recipe, task=task, spec=spec, tokenizer=tokenizer, raw=raw, dropped=dropped)
     for split in raw:
         log(f"tokenising {split} ({len(raw[split])} examples)")
@@ -81,7 +83,8 @@ def prepare(recipe: Recipe) -> Prepared:
 
 
 def summary_lines(p: Prepared) -> list[str]:
-    lines = [f"model: {models.describe(p.recipe.model)}", f"task: {p.recipe.task}"]
+    lines = [f"model: {models.describe(p.recipe.model)}", f"task: {p.recipe.task}",
+             f"precision: {hardware.precision_choice(p.recipe.precision)[1]}"]
     lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in p.split_sizes().items()))
     for split, n in p.dropped.items():
         if n:
@@ -225,14 +228,16 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
                              eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
                              data_collator=p.task.collator(p.tokenizer, p.spec),
                              compute_metrics=p.task.compute_metrics(p.spec, recipe), callbacks=callbacks,
-                             compute_loss_func=loss_fn,
+                             compute_loss_func=loss_fn, model_loss=p.task.training_loss,
                              evaluate_validation=(lambda m: evaluate_split(p, m, "validation", eval_batch))
                              if "validation" in p.features else None, console_level=console.level())
     where["strategy"] = distributed.strategy(trainer)
-    log(f"device: {distributed.describe(where)}; precision: {hardware.resolve_precision(recipe.precision)}; "
+    log(f"device: {distributed.describe(where)}; precision: {hardware.precision_choice(recipe.precision)[1]}; "
         f"effective batch: {effective_batch(args)[1]}")
     if p.task.before_training is not None:
         p.before = p.task.before_training(p, trainer.model, lambda m, split: evaluate_split(p, m, split, eval_batch)[0])
+    for callback in p.task.training_callbacks(p, trainer.model) if p.task.training_callbacks is not None else []:
+        trainer.add_callback(callback)
     started = time.perf_counter()
     checkpoint = _last_checkpoint(work) if resume else None
     if checkpoint:  # samples/s must count only the steps this process ran
@@ -375,6 +380,7 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
     }
     metrics["train"].update(padding)
     metrics["train"].update(where, effective_batch_size=size)
+    metrics["train"]["precision"], metrics["train"]["precision_reason"] = hardware.precision_choice(recipe.precision)
     metrics["data"] = {"splits": p.split_sizes(), "dropped_empty": p.dropped, "lengths": p.lengths}
     metrics["evaluated_split"] = "test" if "test" in p.features else "validation"
     outputs.write_json(work / "metrics.json", metrics)

@@ -1,8 +1,13 @@
-"""bertkit's ``transformers.Trainer``: the stock training loop with two changes at named hooks.
+"""bertkit's ``transformers.Trainer``: the stock training loop with changes at named hooks.
 
 - ``_get_train_sampler``: length-grouped batches drawn from (seed, epoch), so a resumed run sees the
   same batches as an uninterrupted one (the stock sampler draws from the global RNG, which a resumed
   run restores only after it has drawn the order of the epoch it resumes in).
+- ``compute_loss``: with ``model_loss`` (the task's ``training_loss``, e.g. mlm's head at the masked
+  positions only) the loss comes from that function instead of the model's full forward, in training
+  and in loss-only evaluation, whenever the model is not wrapped (one process); a wrapped model (DDP,
+  DataParallel, DeepSpeed, FSDP, torch.compile) takes the stock path, since calling its submodules
+  around the wrapper would skip the wrapper's gradient synchronisation.
 - ``evaluate``: in a one-process run the per-epoch evaluation is the task's own full evaluation
   (``train.evaluate_split``: length-sorted batches, bf16 weight copies on CPU, the metric a user gets,
   e.g. word-level entity F1 or SQuAD F1 after answer decoding) instead of the Trainer's loop and the
@@ -74,13 +79,17 @@ class EpochSeededSampler(LengthGroupedSampler):
 
 class BertkitTrainer(Trainer):
     """The stock Trainer; ``evaluate_validation`` (model -> Evaluation) replaces its evaluation loop
-    in one-process runs when the best-model metric is one the task reports (not a loss), and
-    ``ConsoleCallback(console_level)`` replaces its progress callback."""
+    in one-process runs when the best-model metric is one the task reports (not a loss),
+    ``model_loss`` ((model, inputs) -> (loss, outputs)) replaces the model's own loss where it can
+    (``compute_loss``), and ``ConsoleCallback(console_level)`` replaces its progress callback."""
 
     def __init__(self, *args: Any, evaluate_validation: Callable[[Any], Evaluation] | None = None,
-                 console_level: str = "normal", **kwargs: Any) -> None:
+                 console_level: str = "normal", model_loss: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.evaluate_validation = evaluate_validation
+        self.model_loss = model_loss
+        self._loss_only = False  # set while prediction_step wants the loss alone (no logits)
         self.evaluations: dict[int, Evaluation] = {}  # global step -> its evaluation
         # No raw log dicts on the console: bertkit's bar and tables at the console's verbosity.
         self.remove_callback(ProgressCallback)
@@ -93,6 +102,30 @@ class BertkitTrainer(Trainer):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return EpochSeededSampler(sampler.batch_size, sampler.lengths, seed)
         return sampler
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """``model_loss`` when it applies, else the stock loss. It applies to a model that is not wrapped
+        (DDP and the other wrappers synchronise gradients in their own forward, which calling the model's
+        submodules would skip), with labels, no ``compute_loss_func`` or label smoothing, a model that
+        takes no loss kwargs (``model_loss`` is a per-batch mean, which the Trainer then divides by the
+        accumulation steps as it does for such a model's own loss), and, when outputs are wanted, only
+        for a loss-only evaluation step: its outputs' logits cover the predicted positions alone."""
+        if (self.model_loss is None or "labels" not in inputs or self.compute_loss_func is not None
+                or self.label_smoother is not None or self.model_accepts_loss_kwargs
+                or (return_outputs and not self._loss_only) or self.accelerator.unwrap_model(model) is not model):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        loss, outputs = self.model_loss(model, inputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> Any:
+        self._loss_only = prediction_loss_only
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        finally:
+            self._loss_only = False
 
     def _own_evaluation(self, eval_dataset: Any) -> bool:
         metric = self.args.metric_for_best_model or ""

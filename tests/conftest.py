@@ -21,6 +21,11 @@ def pytest_configure(config):
     logs; if that happens inside a ``CliRunner`` invocation, the handler keeps the runner's stream,
     closed once the invocation ends, and every later warning prints "--- Logging error ---" with a
     traceback into some other test's output (seen: test_cli_tools, then test_reliability alone)."""
+    import os
+    import tempfile
+
+    # precision: auto's probe result and the probe cache of adapt-domain go to a cache of this run's own
+    os.environ.setdefault("BERTKIT_CACHE_DIR", tempfile.mkdtemp(prefix="bertkit-test-cache-"))
     from transformers.utils import logging as hf_logging
 
     hf_logging.get_logger("transformers")

@@ -52,6 +52,16 @@ class Task:
     # (spec, recipe, validation logits, labels) -> settings fitted on validation and saved in config.json
     # (classification: decision thresholds, a calibration temperature); {} when the recipe asks for none
     fit_on_validation: Callable[..., dict[str, Any]] | None = None
+    # (model, inputs) -> (loss, outputs): the loss without the model's full forward (mlm: the head at
+    # masked positions only)
+    training_loss: Callable[..., Any] | None = None
+    # (cleaned split, recipe) -> the split's inputs as plain text, one string per row: what a domain
+    # adaptation may train on (task-adaptive pretraining) and what its leakage guard compares
+    unlabeled_text: Callable[..., list[str]] | None = None
+    # (prepared, model) -> TrainerCallbacks the task adds after before_training (mlm: the head warm-up)
+    training_callbacks: Callable[..., list[Any]] | None = None
+    # (tokenizer, raw, recipe, spec) -> the tokenizer the features are made with (mlm: domain words added)
+    adapt_tokenizer: Callable[..., Any] | None = None
     PIPELINE_TAG: str | None = None  # the transformers pipeline / hub tag
     TRAINING_DEFAULTS: dict[str, Any] = field(default_factory=dict)  # TrainingArguments the task needs
     INPUT_COLUMNS: tuple[str, ...] | None = None  # several input fields: predict rows are checked by the task

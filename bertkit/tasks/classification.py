@@ -150,6 +150,14 @@ def clean_split(dataset: Any, recipe: Recipe, split: str, need_labels: bool = Tr
     return dataset, len(bad)
 
 
+def unlabeled_text(dataset: Any, recipe: Recipe) -> list[str]:
+    """Each row's text (and its pair text, as a second document) for task-adaptive pretraining."""
+    texts = [str(t) for t in dataset[recipe.data.text_column]]
+    if recipe.data.text_pair_column:
+        texts += [str(t) for t in dataset[recipe.data.text_pair_column]]
+    return texts
+
+
 def prepare(raw: Any, recipe: Recipe) -> Spec:
     """Discover labels from the training split (stable order) and check the other splits use them."""
     opts = recipe.options

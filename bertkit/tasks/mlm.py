@@ -19,6 +19,7 @@ Not handled: next-sentence prediction, span masking, and perplexity of causal la
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -30,6 +31,8 @@ from typing import Any, Literal
 import numpy as np
 
 from bertkit import corpus, masking
+from bertkit.tasks import mlm_head
+from bertkit.tasks import task_text
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe, register_task_options
 
@@ -50,6 +53,20 @@ class Options:
     cache_dir: str | None = None  # datasets cache for the Arrow copy of the corpus and its features
     vocabulary_report: int = 0  # list this many frequent words the tokenizer cuts into many pieces
     vocabulary_min_pieces: int = 3  # ... at least this many
+    # Add the N most frequent corpus words cut into vocabulary_min_pieces+ pieces to a WordPiece vocabulary,
+    # each embedding the mean of its old pieces' (bertkit.vocabulary); saved with the model's tokenizer.
+    add_domain_tokens: int = 0
+    # A model without a pretrained MLM head: train the fresh head alone (encoder frozen) for this many
+    # steps first (a float < 1: a share of all steps), so its random gradients never reach the encoder.
+    head_warmup_steps: float = 0.1
+    # The finetune recipe the adaptation is for (bertkit.tasks.task_text.Probe): after training, the
+    # starting and the adapted model are fine-tuned with it over several seeds and compared.
+    probe: dict[str, Any] | None = None
+    # Add the probe recipe's training inputs (unlabelled) to the corpus: task-adaptive pretraining.
+    # (data.train: task adapts on the task text alone.)
+    task_text: bool = False
+    # Adapting on the probe's validation or test text makes its scores optimistic: refused unless true.
+    allow_eval_overlap: bool = False
 
     def rates(self) -> masking.Rates:
         return masking.Rates(self.mlm_probability, self.mask_replace, self.random_replace, self.whole_word_mask)
@@ -70,6 +87,16 @@ class Options:
             problems.append(f"'mlm.num_proc' must be at least 1, got {self.num_proc}")
         if self.vocabulary_report < 0 or self.vocabulary_min_pieces < 2:
             problems.append("'mlm.vocabulary_report' must be 0 or more and 'mlm.vocabulary_min_pieces' 2 or more")
+        if self.add_domain_tokens < 0:
+            problems.append(f"'mlm.add_domain_tokens' must be 0 or more, got {self.add_domain_tokens}")
+        if self.head_warmup_steps < 0 or (self.head_warmup_steps >= 1 and self.head_warmup_steps != int(self.head_warmup_steps)):
+            problems.append(f"'mlm.head_warmup_steps' must be a whole number of steps or a share below 1, "
+                            f"got {self.head_warmup_steps}")
+        if self.probe is not None:
+            problems += task_text.check_probe_section(self.probe)
+        if (self.task_text or recipe.data.train == "task") and not self.probe:
+            problems.append("'mlm.task_text' and 'data.train: task' take the text of the probe's training split, and "
+                            "no probe is set: add mlm.probe.recipe=FINETUNE_RECIPE")
         if recipe.training.get("remove_unused_columns") is True:
             problems.append("'training.remove_unused_columns' must stay false for task mlm: masking needs the "
                             "word_ids column, which the model does not take")
@@ -84,6 +111,8 @@ PIPELINE_TAG = "fill-mask"
 SCORES_HELD_OUT = True
 # The masking collator reads word_ids, a column the model's forward() does not take.
 TRAINING_DEFAULTS = {"remove_unused_columns": False}
+# Training runs the head at the predicted positions only (the projection is ~half a small model's forward FLOPs).
+training_loss = mlm_head.masked_loss
 
 
 @dataclass
@@ -93,6 +122,9 @@ class Spec:
     rates: masking.Rates
     fresh_head: list[str] = field(default_factory=list)  # head modules the starting checkpoint lacked
     vocabulary: dict[str, Any] | None = None  # the domain vocabulary report
+    overlap: dict[str, Any] = field(default_factory=dict)  # probe validation/test inputs found in the corpus
+    added_tokens: list[dict[str, Any]] = field(default_factory=list)  # words added to the vocabulary
+    first_new_id: int | None = None  # the id of the first added word
 
     def model_kwargs(self) -> dict[str, Any]:
         return {}
@@ -110,7 +142,25 @@ def best_metric(recipe: Recipe) -> tuple[str, bool]:
 
 
 def load_raw(recipe: Recipe) -> Any:
-    return corpus.load(recipe)
+    """The corpus; with ``mlm.task_text`` (or ``data.train: task``) the probe's training inputs join
+    (or make) its training split, one document per row."""
+    import datasets
+
+    from bertkit.console import log
+
+    opts, column = recipe.options, recipe.data.text_column
+    task_only = recipe.data.train == "task"
+    raw = corpus.load(dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, train=None)) if task_only
+                      else recipe)
+    if not (task_only or opts.task_text):
+        return raw
+    texts = task_text.training_texts(recipe)
+    log(f"task text: {len(texts)} training inputs of the probe recipe {opts.probe['recipe']}")
+    task_docs = datasets.Dataset.from_dict({column: texts})
+    if not task_only and "train" in raw:
+        task_docs = datasets.concatenate_datasets([raw["train"].select_columns([column]), task_docs])
+    raw["train"] = task_docs
+    return raw
 
 
 def clean_split(dataset: Any, recipe: Recipe, split: str) -> tuple[Any, int]:
@@ -130,7 +180,33 @@ def prepare(raw: Any, recipe: Recipe) -> Spec:
     if len(raw["train"]) == 0:
         raise BertkitError(f"the training corpus ({recipe.data.train or recipe.data.dataset}) holds no text",
                            "give files with at least a few lines of text")
-    return Spec(rates=recipe.options.rates())
+    return Spec(rates=recipe.options.rates(), overlap=task_text.guard(raw, recipe))
+
+
+def adapt_tokenizer(tokenizer: Any, raw: Any, recipe: Recipe, spec: Spec) -> Any:
+    """With ``mlm.add_domain_tokens``: the tokenizer with the corpus's most frequent split words added
+    (``bertkit.vocabulary``); the model's new rows are set in ``before_training``."""
+    n = recipe.options.add_domain_tokens
+    if not n:
+        return tokenizer
+    import tempfile
+
+    from bertkit import vocabulary
+    from bertkit.console import log
+
+    vocabulary.require_wordpiece(tokenizer)
+    found = vocabulary.candidates(raw["train"], tokenizer, n, recipe.options.vocabulary_min_pieces,
+                                  column=recipe.data.text_column)
+    if not found:
+        log(f"mlm.add_domain_tokens: no word of the corpus is cut into {recipe.options.vocabulary_min_pieces}+ pieces")
+        return tokenizer
+    first = vocabulary.first_new_id(tokenizer)
+    with tempfile.TemporaryDirectory(prefix="bertkit-vocab-") as work:
+        extended = vocabulary.extend_tokenizer(tokenizer, [w["word"] for w in found], work)
+    spec.added_tokens, spec.first_new_id = found, first
+    shown = ", ".join(f"{w['word']} ({len(w['pieces'])} pieces)" for w in found[:8])
+    log(f"vocabulary: {len(found)} domain words added as whole tokens (ids {first}-{first + len(found) - 1}): {shown}")
+    return extended
 
 
 def spec_from_model(config: Any, recipe: Recipe) -> Spec:
@@ -260,8 +336,10 @@ def _scan(model: Any, rows: Any, lengths: list[int], tokenizer: Any, precision: 
             batch = collate([rows[i] for i in idx])
             labels = batch.pop("labels")
             where = labels != masking.IGNORE  # (batch, seq)
-            logits = model(**{k: v.to(on) for k, v in batch.items()}).logits  # (batch, seq, vocab)
-            logp = logits[where.to(on)].float().log_softmax(-1).cpu()  # (masked, vocab)
+            # The head at the predicted positions only (mlm_head: the full-vocabulary projection of
+            # every other position is most of a small model's evaluation time).
+            logits = mlm_head.masked_logits(model, {k: v.to(on) for k, v in batch.items()}, where.to(on))
+            logp = logits.float().log_softmax(-1).cpu()  # (masked, vocab)
             gold = labels[where]
             nll = -logp.gather(1, gold[:, None])[:, 0]
             top_logp, top_ids = logp.topk(top, dim=-1)
@@ -303,7 +381,13 @@ def prediction_rows(spec: Spec, recipe: Recipe, outputs: list[dict[str, Any]], r
 
 
 def artifacts(spec: Spec, recipe: Recipe, outputs: Any, raw: Any) -> dict[str, Any]:
-    return {"domain_vocabulary.json": spec.vocabulary} if spec.vocabulary else {}
+    found = {"domain_vocabulary.json": spec.vocabulary} if spec.vocabulary else {}
+    if spec.added_tokens:
+        found["domain_tokens.json"] = [{"id": spec.first_new_id + i, "word": w["word"], "count": w["count"],
+                                       "pieces": w["pieces"]} for i, w in enumerate(spec.added_tokens)]
+    if spec.overlap:
+        found["probe_overlap.json"] = spec.overlap
+    return found
 
 
 def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: list[dict[str, Any]],
@@ -373,6 +457,11 @@ def before_training(p: Any, model: Any, evaluate: Any) -> dict[str, Any]:
         model.config.tie_word_embeddings = True
         log(f"{p.recipe.model} has no pretrained masked-language-model head ({', '.join(p.spec.fresh_head)} weights "
             "missing): training a freshly initialised one, its decoder tied to the word embeddings")
+    if p.spec.added_tokens:
+        from bertkit import vocabulary
+
+        vocabulary.init_new_embeddings(model, p.spec.added_tokens, p.spec.first_new_id)
+        log(f"the {len(p.spec.added_tokens)} added words start from the mean of their old pieces' embeddings")
     # Tied parameters are saved once; unless they are listed here, the Trainer calls them "missing keys"
     # when it restores the best checkpoint (transformers 5 reads only this list there).
     if not model._keys_to_ignore_on_save:
@@ -384,6 +473,48 @@ def before_training(p: Any, model: Any, evaluate: Any) -> dict[str, Any]:
             log(f"{split} before training: perplexity {before[split]['perplexity']:.2f}, "
                 f"masked-token accuracy {before[split]['accuracy']:.4f}")
     return before
+
+
+def training_callbacks(p: Any, model: Any) -> list[Any]:
+    """A fresh head trains alone first (``mlm.head_warmup_steps``): the encoder, the word embeddings
+    and so the tied decoder stay frozen, so the head's random gradients never reach them (the
+    linear-probe-then-fine-tune order of Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
+    Features"). One process only: DDP cannot change which parameters train mid-run."""
+    steps = p.recipe.options.head_warmup_steps
+    if not p.spec.fresh_head or not steps:
+        return []
+    from transformers import TrainerCallback
+
+    from bertkit.console import log
+
+    encoder = [param for param in model.base_model.parameters() if param.requires_grad]
+
+    class HeadWarmup(TrainerCallback):
+        frozen, until = False, 0
+
+        def _set(self, frozen: bool) -> None:
+            for param in encoder:
+                param.requires_grad_(not frozen)
+            self.frozen = frozen
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.until = int(steps * state.max_steps) if steps < 1 else int(steps)
+            if args.world_size > 1:
+                log("mlm.head_warmup_steps is skipped with several processes: the head and encoder train together")
+            elif state.global_step < self.until:
+                log(f"head warm-up: the fresh head trains alone for {self.until} of {state.max_steps} steps "
+                    "(encoder frozen), then everything trains")
+                self._set(True)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.frozen and state.global_step >= self.until:
+                self._set(False)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.frozen:
+                self._set(False)
+
+    return [HeadWarmup()]
 
 
 def card_notes(recipe: Recipe, spec: Spec) -> list[str]:
@@ -400,4 +531,13 @@ def card_notes(recipe: Recipe, spec: Spec) -> list[str]:
                      "perplexity is that of an untrained head.")
     if spec.vocabulary:
         notes.append(f"Domain vocabulary: {_vocabulary_note(spec.vocabulary)} (domain_vocabulary.json).")
+    if spec.added_tokens:
+        notes.append(f"{len(spec.added_tokens)} frequent domain words were added to the vocabulary as whole tokens, "
+                     "each embedding started as the mean of its old pieces' (domain_tokens.json).")
+    if spec.overlap and any(r["seen"] for r in spec.overlap.values()):
+        notes.append(f"The corpus holds {task_text.describe_overlap(spec.overlap)} (allowed by "
+                     "mlm.allow_eval_overlap): the probe's scores there are optimistic.")
+    if recipe.options.task_text or recipe.data.train == "task":
+        notes.append(f"Task-adaptive pretraining: the corpus {'is' if recipe.data.train == 'task' else 'includes'} the "
+                     f"training inputs of the probe recipe {recipe.options.probe['recipe']}.")
     return notes

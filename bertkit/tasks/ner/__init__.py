@@ -45,7 +45,7 @@ helpers tests and bench scripts use; it holds no code of its own.
 
 from bertkit.tasks.ner.spec import PIPELINE_TAG, Options, Spec, best_metric, model_class
 from bertkit.tasks.ner.data import (TAG_COLUMNS, _form, _labels, _span_entities, _string_tags, _words, clean_split,
-                                    prepare, spec_from_model)
+                                    prepare, spec_from_model, unlabeled_text)
 from bertkit.tasks.ner.featurize import (Encoded, _gold_tags, _label_spans, _Problems, collator, cut_at_boundaries,
                                          encode_texts, encode_words, feature_rows, features, gold_spans, length_report,
                                          place_spans, token_labels, windows)

@@ -9,6 +9,7 @@ scheme (``ner.featurize``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bertkit.errors import BertkitError
@@ -67,6 +68,17 @@ def clean_split(dataset: Any, recipe: Recipe, split: str, need_labels: bool = Tr
     if keep_id:
         out["id"] = [keep_id["id"][i] for i in keep]
     return datasets.Dataset.from_dict(out), len(dataset) - len(keep)
+
+
+def unlabeled_text(dataset: Any, recipe: Recipe) -> list[str]:
+    """Each row as text: span data as it is; words joined by spaces, or by nothing for Japanese and
+    Chinese words (a space there would change how MeCab splits the text)."""
+    if "tokens" not in dataset.column_names:
+        return [str(t) for t in dataset["text"]]
+    return [("" if _CJK.search("".join(words[:20])) else " ").join(words) for words in dataset["tokens"]]
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
 
 def _words(row: Any, i: int, split: str) -> list[str]:

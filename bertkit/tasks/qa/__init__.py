@@ -52,7 +52,7 @@ helpers tests and bench scripts use; it holds no code of its own.
 
 from bertkit.tasks.qa.spec import INPUT_COLUMNS, PIPELINE_TAG, Options, Spec, best_metric, card_notes, model_class
 from bertkit.tasks.qa.data import (_check_answers, _golds, _log, _place, _replace_column, _unique, answer_pairs,
-                                   clean_split, prepare, spec_from_model)
+                                   clean_split, prepare, spec_from_model, unlabeled_text)
 from bertkit.tasks.qa.featurize import (Encoded, Window, _answer_cuts, _cut_at_answers, _first_span, _length_report,
                                         _metric_lang, _split_golds, answer_tokens, collator, encode, features, label,
                                         span_chars)

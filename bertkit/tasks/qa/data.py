@@ -54,6 +54,11 @@ def _place(text: str, start: int | None, context: str) -> int | None:
     return min(found, key=lambda p: abs(p - (start or 0)))
 
 
+def unlabeled_text(dataset: Any, recipe: Recipe) -> list[str]:
+    """Each context once (questions share them), for task-adaptive pretraining and the leakage guard."""
+    return list(dict.fromkeys(str(c) for c in dataset[recipe.options.context_column]))
+
+
 def clean_split(dataset: Any, recipe: Recipe, split: str, need_labels: bool = True) -> tuple[Any, int]:
     """Check columns; drop (or refuse) empty questions/contexts; give every row a unique id; check
     that each gold answer is where its ``answer_start`` says (``qa.bad_answers``). Returns
