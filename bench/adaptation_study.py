@@ -11,6 +11,7 @@ Variants (`--variants`, comma separated):
   dapt          BC5CDR training and development sentences (other PubMed abstracts: chemicals and diseases)
   dapt+tapt     both in one corpus (`mlm.task_text: true`)
   tapt-tokens   TAPT with `mlm.add_domain_tokens: 500`
+A variant may name its own number of epochs: `tapt@10`.
 
     python bench/adaptation_study.py --variants tapt,dapt --epochs 3 [--data ../shared/data] [--out bench/out/adapt]
 
@@ -83,9 +84,11 @@ def main() -> None:
         "tapt-tokens": ("task", {"add_domain_tokens": 500}),
     }
     rows = []
-    for name in args.variants.split(","):
-        train, mlm = variants[name]
-        path = recipe(out, name, train, args.epochs, args.seeds, args.max_train, **mlm)
+    for spec in args.variants.split(","):
+        kind, _, epochs = spec.partition("@")  # tapt@10: that variant for 10 epochs
+        train, mlm = variants[kind]
+        name = f"{kind}-{epochs}ep" if epochs else kind
+        path = recipe(out, name, train, float(epochs or args.epochs), args.seeds, args.max_train, **mlm)
         started = time.perf_counter()
         done = subprocess.run([*BERTKIT, "adapt-domain", str(path), "--overwrite", "--quiet"], capture_output=True,
                               text=True)

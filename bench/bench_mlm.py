@@ -66,7 +66,8 @@ def bertkit_overrides(args, files: dict[str, Path], model: str, output: Path, ca
     out = [f"model={model}", f"data.train={files['train']}", f"data.validation={files['validation']}",
            f"output_dir={output}", f"seed={args.seed}", f"max_length={args.max_length}",
            f"training.max_steps={args.max_steps}", f"training.per_device_train_batch_size={args.batch_size}",
-           f"training.learning_rate={args.lr}", f"mlm.cache_dir={cache}"]
+           f"training.learning_rate={args.lr}", f"mlm.cache_dir={cache}",
+           "mlm.probe=null"]  # the method's speed, not the shipped recipe's downstream probe
     if args.precision != "auto":
         out.append(f"precision={args.precision}")
     return out + args.set

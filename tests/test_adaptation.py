@@ -312,3 +312,24 @@ def test_added_tokens_refused_for_a_bpe_tokenizer(family_model, tmp_path: Path) 
     assert result.exit_code == 1
     assert "mlm.add_domain_tokens needs a WordPiece vocabulary" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "adapted").exists() and not (tmp_path / "adapted.partial").exists()
+
+
+def test_japanese_probe_on_task_text(tiny_ja_model: Path, ja_sentiment_file: Path, tmp_path: Path) -> None:
+    """TAPT on a Japanese classification task's training texts, then the probe on both models."""
+    rows = [json.loads(line) for line in ja_sentiment_file.read_text(encoding="utf-8").splitlines()]
+    (tmp_path / "ja-train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:32]),
+                                             encoding="utf-8")
+    (tmp_path / "ja-test.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[32:]),
+                                            encoding="utf-8")
+    probe = tmp_path / "ja-probe.yaml"
+    probe.write_text(yaml.safe_dump({"task": "classification", "model": str(tiny_ja_model), "output_dir": "unused",
+                                     "max_length": 32, "precision": "fp32", "seed": 5,
+                                     "data": {"train": str(tmp_path / "ja-train.jsonl"), "test": str(tmp_path / "ja-test.jsonl")},
+                                     "training": {"num_train_epochs": 1, "learning_rate": 5.0e-3}}), encoding="utf-8")
+    path = mlm_recipe(tmp_path, tiny_ja_model, "task", probe={"recipe": str(probe), "seeds": 2})
+    result = invoke("adapt-domain", path)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "adapted" / "metrics.json").read_text(encoding="utf-8"))
+    assert sum(metrics["data"]["splits"].values()) == 32  # the probe's training texts, nothing else
+    assert metrics["probe"]["seeds"] == [5, 6] and len(metrics["probe"]["adapted"]["values"]) == 2
+    assert "Task-adaptive pretraining" in (tmp_path / "adapted" / "README.md").read_text(encoding="utf-8")

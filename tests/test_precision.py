@@ -161,3 +161,30 @@ def test_a_real_probe_runs_and_chooses_a_valid_precision(monkeypatch: pytest.Mon
     assert reason.startswith(f"auto -> {chosen} (")
     [entry] = json.loads((fresh / "precision.json").read_text(encoding="utf-8")).values()
     assert entry["gflops"]["fp32"] > 0 and entry["choice"] == chosen
+
+
+def test_the_commands_follow_the_probe_and_say_why(monkeypatch: pytest.MonkeyPatch, tiny_recipe: Path,
+                                                   tmp_path: Path) -> None:
+    """A host where bf16 is slower trains in fp32, and validate, metrics.json and the card say why; a
+    precision the host cannot run is one line, exit 1, nothing written."""
+    from typer.testing import CliRunner
+
+    from bertkit.cli import app
+
+    monkeypatch.setenv("BERTKIT_PRECISION_PROBE", json.dumps({"fp32": 100, "bf16": 50}))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["validate", str(tiny_recipe), "precision=auto"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "precision: auto -> fp32 (bf16 matmul 0.50x fp32 on this CPU" in shown.output
+    out = tmp_path / "auto-run"
+    trained = runner.invoke(app, ["finetune", str(tiny_recipe), "precision=auto", f"output_dir={out}",
+                                  "training.num_train_epochs=1"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["precision"] == "fp32" and "0.50x" in metrics["train"]["precision_reason"]
+    assert json.loads((out / "training_args.json").read_text())["bf16"] is False
+    assert "auto -> fp32" in (out / "README.md").read_text()
+    refused = runner.invoke(app, ["finetune", str(tiny_recipe), "precision=fp16", f"output_dir={tmp_path / 'fp16'}"],
+                            catch_exceptions=False)
+    assert refused.exit_code == 1 and "fp16 autocast is a GPU feature" in refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "fp16").exists()
