@@ -7,6 +7,7 @@ converted once to Arrow files in the datasets cache (``mlm.cache_dir``) and memo
 far larger than RAM is never loaded into it. Each row is one *document*: a JSON/CSV/parquet row (its
 ``data.text_column``), or for plain text (``mlm.documents``) a paragraph (blank-line separated), a
 line, or a whole file; ``auto`` takes paragraphs when a file has blank lines and lines otherwise.
+CoNLL files (``data.format: conll``: tagged NER data) give one document per sentence, words joined.
 
 Cutting (``encode_batch``, run through ``Dataset.map`` by the mlm task): every line of a document is
 tokenised with its word ids (``tokenize_lines``), then either
@@ -35,7 +36,7 @@ from bertkit.errors import BertkitError
 
 BUILDERS = {"text": "text", "json": "json", "jsonl": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 SAMPLE_BY = {"line": "line", "paragraph": "paragraph", "file": "document"}
-_SUFFIXES = {".txt", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet"}  # files taken from a folder
+_SUFFIXES = {".txt", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".conll"}  # files taken from a folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def _format(files: list[Path], declared: str) -> str:
         raise BertkitError(f"the corpus mixes file formats ({', '.join(sorted(formats))})",
                            "give one split one format, or convert the files")
     fmt = formats.pop()
-    if fmt not in BUILDERS:
+    if fmt not in BUILDERS and fmt != "conll":
         raise BertkitError(f"{fmt} files are not a text corpus", "use .txt, .jsonl, .json, .csv, .tsv or .parquet files")
     return fmt
 
@@ -139,7 +140,10 @@ def load(recipe: Any) -> Any:
             mode = document_mode(files, opts.documents)
             kwargs["sample_by"] = SAMPLE_BY[mode]
             where += f", one document per {mode}" + (" (no blank lines found)" if opts.documents == "auto" and mode == "line" else "")
-        log(f"reading the {split} corpus: {where}")
+        log(f"reading the {split} corpus: {where}" + (", one document per sentence (words joined)" if fmt == "conll" else ""))
+        if fmt == "conll":  # tagged sentences (NER training data) as unlabelled text
+            splits[split] = _conll_documents(files, cfg.text_column)
+            continue
         try:
             ds = datasets.load_dataset(BUILDERS[fmt], data_files={split: [str(f) for f in files]}, split=split,
                                        cache_dir=opts.cache_dir, **kwargs)
@@ -151,6 +155,18 @@ def load(recipe: Any) -> Any:
             ds = ds.rename_column("text", cfg.text_column)
         splits[split] = ds  # blank documents are dropped (and counted) by the mlm task's clean_split
     return datasets.DatasetDict(splits)
+
+
+def _conll_documents(files: list[Path], column: str) -> Any:
+    """CoNLL files (``data.format: conll``) as a corpus: each sentence a document, its words joined by
+    spaces, so tagged NER data of a domain can be adapted on without its tags. Read into memory:
+    tagged data is small."""
+    import datasets
+
+    from bertkit.data import read_rows
+
+    texts = [" ".join(row["tokens"]) for f in files for row in read_rows(f, "conll", "ner")]
+    return datasets.Dataset.from_dict({column: texts})
 
 
 def has_text(texts: list[Any]) -> list[bool]:

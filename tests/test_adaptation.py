@@ -333,3 +333,15 @@ def test_japanese_probe_on_task_text(tiny_ja_model: Path, ja_sentiment_file: Pat
     assert sum(metrics["data"]["splits"].values()) == 32  # the probe's training texts, nothing else
     assert metrics["probe"]["seeds"] == [5, 6] and len(metrics["probe"]["adapted"]["values"]) == 2
     assert "Task-adaptive pretraining" in (tmp_path / "adapted" / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_conll_corpus_is_read_as_sentences(tiny_en_model: Path, tmp_path: Path) -> None:
+    from bertkit import recipe as recipe_mod
+    from bertkit.tasks import mlm
+
+    folder = tmp_path / "tagged"
+    folder.mkdir()
+    (folder / "a.tsv").write_text("the\tO\nplot\tB-X\n\nwas\tO\ndull\tO\n", encoding="utf-8")
+    (folder / "b.tsv").write_text("a\tO\nlovely\tO\nfilm\tB-X\n", encoding="utf-8")
+    loaded = recipe_mod.load(mlm_recipe(tmp_path, tiny_en_model, str(folder)), ["data.format=conll"])
+    assert mlm.load_raw(loaded)["train"]["text"] == ["the plot", "was dull", "a lovely film"]
