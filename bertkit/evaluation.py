@@ -17,6 +17,7 @@ from typing import Any
 from bertkit import data as data_mod
 from bertkit import hardware, mistakes, models, onnx_model, outputs, tasks
 from bertkit import recipe as recipe_mod
+from bertkit.console import log
 from bertkit.errors import BertkitError
 from bertkit.train import Prepared, evaluate_split, log
 
@@ -122,7 +123,18 @@ def load_for_prediction(model_dir: str, overrides: list[str] | None = None) -> t
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
                                        japanese=recipe.japanese)
     model = _load_model(model_dir, task, recipe)
-    return recipe, task, tokenizer, model, task.spec_from_model(model.config, recipe), hardware.resolve_precision(recipe.precision)
+    return recipe, task, tokenizer, model, task.spec_from_model(model.config, recipe), _precision_here(recipe.precision)
+
+
+def _precision_here(trained_with: str) -> str:
+    """The saved recipe's precision where this machine runs it; else (a model trained in fp16 on a GPU,
+    predicting on a CPU) what ``auto`` measures here, said once."""
+    try:
+        return hardware.resolve_precision(trained_with)
+    except BertkitError:
+        chosen, reason = hardware.precision_choice("auto")
+        log(f"the model was trained with precision {trained_with}, which this machine cannot run: {reason}")
+        return chosen
 
 
 def predict(model_dir: str, source: str | None, *, output: str | None, overrides: list[str] | None = None,

@@ -188,3 +188,25 @@ def test_the_commands_follow_the_probe_and_say_why(monkeypatch: pytest.MonkeyPat
                             catch_exceptions=False)
     assert refused.exit_code == 1 and "fp16 autocast is a GPU feature" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "fp16").exists()
+
+
+def test_a_model_trained_in_fp16_still_predicts_on_a_cpu(tiny_recipe: Path, tmp_path: Path) -> None:
+    """The saved recipe says fp16 (a GPU run); predict on a CPU falls back to what auto measures here."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from bertkit.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "model"
+    trained = runner.invoke(app, ["finetune", str(tiny_recipe), f"output_dir={out}", "training.num_train_epochs=1",
+                                  "precision=fp32"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    saved = (out / "recipe.yaml").read_text(encoding="utf-8")
+    tree = yaml.safe_load(saved)
+    tree["precision"] = "fp16"
+    (out / "recipe.yaml").write_text(yaml.safe_dump(tree), encoding="utf-8")
+    result = runner.invoke(app, ["predict", str(out), "--text", "a lovely film"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "trained with precision fp16, which this machine cannot run" in result.output
+    assert '"label"' in result.output
