@@ -17,7 +17,6 @@ from typing import Any
 from bertkit import data as data_mod
 from bertkit import hardware, mistakes, models, onnx_model, outputs, tasks
 from bertkit import recipe as recipe_mod
-from bertkit.console import log
 from bertkit.errors import BertkitError
 from bertkit.train import Prepared, evaluate_split, log
 
