@@ -38,8 +38,9 @@ lint: install ## ruff with pyproject.toml's settings (CI runs it)
 bench: install ## run the benchmarks in bench/ on ../shared/data (not part of test)
 	$(BIN)/python bench/run_all.py
 
-parity: install ## bertkit vs the standard recipe on ../shared/data, whole commands, 2 seeds, ~50 min (bench/parity.py)
+parity: install ## bertkit vs the standard recipe on ../shared/data, whole commands (bench/parity.py); then NER on multi-type BC5CDR, 3 seeds
 	$(BIN)/python bench/parity.py --json bench/out/parity.json
+	$(BIN)/python bench/parity.py --tasks ner --ner-data bc5cdr --seeds 3 --json bench/out/parity-bc5cdr.json
 
 clean: ## remove the virtualenv, runs and caches
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

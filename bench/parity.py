@@ -86,9 +86,11 @@ def draw(task: str, args, data: Path, out: Path) -> dict[str, Path]:
         n, m = args.cls_train, args.cls_test
         return {"train": write_jsonl(out / "train.jsonl", rows[:n]), "test": write_jsonl(out / "test.jsonl", rows[n:n + m])}
     if task == "ner":
-        train = conll_sentences(data / "ncbi_disease" / "train.tsv")
+        # ncbi_disease: one entity type, its test file; bc5cdr (chemicals and diseases): its devel file as test
+        folder, test_file = {"ncbi_disease": ("ncbi_disease", "test.tsv"), "bc5cdr": ("bc5cdr", "devel.tsv")}[args.ner_data]
+        train = conll_sentences(data / folder / "train.tsv")
         rng.shuffle(train)
-        test = conll_sentences(data / "ncbi_disease" / "test.tsv")[: args.ner_test]
+        test = conll_sentences(data / folder / test_file)[: args.ner_test]
         return {"train": write_conll(out / "train.tsv", train[: args.ner_train]),
                 "test": write_conll(out / "test.tsv", test)}
     squad = json.loads((data / "squad" / "train.json").read_text(encoding="utf-8"))["data"]
@@ -192,6 +194,8 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--cls-test", type=int, default=1000)
     parser.add_argument("--ner-train", type=int, default=1500)
     parser.add_argument("--ner-test", type=int, default=940)
+    parser.add_argument("--ner-data", choices=["ncbi_disease", "bc5cdr"], default="ncbi_disease",
+                        help="the NER set: NCBI disease (one entity type) or BC5CDR (two: chemicals, diseases)")
     parser.add_argument("--qa-train", type=int, default=1200)
     parser.add_argument("--qa-test", type=int, default=1000)
     parser.add_argument("--set", action="append", default=[], metavar="TASK:KEY=VALUE",
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def print_task(task: str, s: dict, extra: list[str], results: dict[str, list[dict]], args) -> None:
     rows = {"classification": f"{args.cls_train} / {args.cls_test} reviews",
-            "ner": f"{args.ner_train} / {args.ner_test} sentences",
+            "ner": f"{args.ner_data}, {args.ner_train} / {args.ner_test} sentences",
             "qa": f"{args.qa_train} / {args.qa_test} questions"}[task]
     print(f"\n{task} ({rows}; {', '.join(f'{k} {v}' for k, v in s.items())}"
           f"{'; bertkit ' + ' '.join(extra) if extra else ''}), {METRIC[task]} in points:")
