@@ -103,7 +103,8 @@ def run_probe(recipe: Recipe, command: str = "") -> dict[str, Any]:
     settings = task_text.probe_settings(recipe)
     assert settings is not None
     out = Path(recipe.output_dir)
-    seeds = list(range(task_text.probe_recipe(recipe).seed, task_text.probe_recipe(recipe).seed + settings.seeds))
+    probe_task = task_text.probe_recipe(recipe)
+    seeds = list(range(probe_task.seed, probe_task.seed + settings.seeds))
     scratch = out.with_name(out.name + ".probe")
     shutil.rmtree(scratch, ignore_errors=True)
     results: dict[str, Any] = {}
@@ -132,7 +133,7 @@ def run_probe(recipe: Recipe, command: str = "") -> dict[str, Any]:
     difference = adapted["mean"] - start["mean"]
     noise = max(start["std"], adapted["std"])
     first = adapted["runs"][0]
-    report = {"recipe": settings.recipe, "task": tasks.get(task_text.probe_recipe(recipe).task).name,
+    report = {"recipe": settings.recipe, "task": probe_task.task,
               "split": first["split"], "metric": first["metric"], "seeds": seeds,
               "max_train_samples": settings.max_train_samples, "start": start, "adapted": adapted,
               "difference": difference, "larger_std": noise, "beats_start": difference > noise and difference > 0}

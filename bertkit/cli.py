@@ -166,8 +166,8 @@ def finetune(
                            f"run it with: bertkit finetune {recipe}")
     from bertkit import adaptation
 
-    if resolved.task == "mlm" and adaptation.check(resolved) is not None and (seeds != 1 or num_processes
-                                                                             or accelerate_config):
+    probed = resolved.task == "mlm" and adaptation.check(resolved) is not None  # the probe recipe checked before training
+    if probed and (seeds != 1 or num_processes or accelerate_config):
         raise BertkitError("the downstream probe runs after a one-process, one-seed adaptation",
                            "drop --seeds / --num-processes / --accelerate-config, or the probe (mlm.probe)")
     if seeds != 1:
@@ -195,18 +195,13 @@ def finetune(
                    f"{metrics[split]['accuracy']:.4f}")
     speed = metrics["train"]["samples_per_second"]
     typer.echo(f"train: {metrics['train']['seconds']} s" + (f", {speed} samples/s" if speed else " (no steps were left to run)"))
-    if resolved.task == "mlm" and task_text_probe(resolved):
+    if probed:
         typer.echo(f"saved to {resolved.output_dir}; now the downstream probe")
         report = adaptation.run_probe(resolved, command=_command_line())
         for line in adaptation.summary_lines(report):
             typer.echo(line)
     typer.echo(f"saved to {resolved.output_dir}")
 
-
-def task_text_probe(recipe: Any) -> bool:
-    from bertkit.tasks import task_text
-
-    return task_text.probe_settings(recipe) is not None
 
 
 @app.command()

@@ -34,7 +34,7 @@ from bertkit.recipe import Recipe
 
 MIN_CHARS = 20  # shorter sentences ("Methods", "Results :") are too common to mean the text was seen
 MIN_CJK_CHARS = 10  # a Japanese or Chinese character says about as much as a few Latin letters
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")  # kana and CJK ideographs
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"  # shipped recipes, for a probe given by name
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -161,7 +161,7 @@ def sentence_keys(text: str) -> set[bytes]:
     keys = set()
     for part in _SENTENCE_END.split(str(text)):
         norm = normalise(part or "")
-        if len(norm) >= (MIN_CJK_CHARS if _CJK.search(norm) else MIN_CHARS):
+        if len(norm) >= (MIN_CJK_CHARS if CJK.search(norm) else MIN_CHARS):
             keys.add(hashlib.blake2b(norm.encode(), digest_size=12).digest())
     return keys
 

@@ -9,7 +9,6 @@ scheme (``ner.featurize``).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bertkit.errors import BertkitError
@@ -75,10 +74,9 @@ def unlabeled_text(dataset: Any, recipe: Recipe) -> list[str]:
     Chinese words (a space there would change how MeCab splits the text)."""
     if "tokens" not in dataset.column_names:
         return [str(t) for t in dataset["text"]]
-    return [("" if _CJK.search("".join(words[:20])) else " ").join(words) for words in dataset["tokens"]]
+    from bertkit.tasks.task_text import CJK
 
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+    return [("" if CJK.search("".join(words[:20])) else " ").join(words) for words in dataset["tokens"]]
 
 
 def _words(row: Any, i: int, split: str) -> list[str]:
