@@ -206,6 +206,31 @@ def finetune(
 
 @app.command()
 @handled
+def distill(
+    teacher: str = typer.Argument(..., help="a fine-tuned model directory (bertkit finetune's output)"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="distill.KEY=VALUE (student_layers, student, "
+                                                    "temperature, alpha, hidden_weight, unlabeled, max_unlabeled, "
+                                                    "compare_labels_only) and recipe overrides of the teacher's recipe"),
+    output: str = typer.Option(..., "--output", "-o", help="the student's model directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),
+) -> None:
+    """Distill a fine-tuned teacher into a smaller student (fewer layers or another encoder) on its data."""
+    from bertkit import console
+    from bertkit import distill as distill_mod
+
+    console.set_level("quiet" if quiet else "normal")
+    metrics = distill_mod.run(teacher, overrides or [], output, overwrite=overwrite, command=_command_line())
+    for split in ("validation", "test"):
+        if split in metrics:
+            _print_metrics(split, metrics[split])
+    for line in distill_mod.summary_lines(metrics["distill"]):
+        typer.echo(line)
+    typer.echo(f"saved to {output}")
+
+
+@app.command()
+@handled
 def tune(
     recipe: str = typer.Argument(..., help="recipe YAML (path or shipped name); its tune: block is the search space"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
@@ -238,7 +263,8 @@ def export(
                                               help="inputs like those the model will see: the first ones calibrate, the rest check"),
     check: Optional[str] = typer.Option(None, "--check", help="inputs to check the export against the PyTorch model on"),
     min_agreement: float = typer.Option(0.99, "--min-agreement", help="refuse an export that agrees less than this"),
-    force: bool = typer.Option(False, "--force", help="write the export even under --min-agreement"),
+    force: bool = typer.Option(False, "--force", help="write the export even under --min-agreement, or with "
+                               "fewer unseen check rows than export.MIN_UNSEEN_ROWS (200)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
 ) -> None:
     """Export a trained model to ONNX (fp32 or int8), checked against the PyTorch model (export_report.json)."""

@@ -157,8 +157,13 @@ def _loss_with_class_weights(weights: list[float]) -> Any:
 
 
 def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, command: str = "",
-        callbacks: list[Any] | None = None) -> dict[str, Any]:
+        callbacks: list[Any] | None = None, loss: Any = None) -> dict[str, Any]:
     """Train, evaluate and write the output directory; return the metrics.
+
+    ``loss`` replaces the task's training loss: an object with ``attach(prepared, args) -> args``
+    (called once the features exist, before the model loads; it may add training rows and label
+    columns) and ``collator(task_collator) -> collator`` (to carry those columns into batches), that is
+    then called as ``(model, inputs) -> (loss, outputs)`` (``bertkit.distill``).
 
     Ctrl-C or SIGTERM while training writes a checkpoint and raises ``interrupt.Interrupted`` with
     the command that resumes (``bertkit.interrupt``). Any other failure before the first checkpoint
@@ -168,7 +173,8 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
     work = outputs.staging_dir(recipe.output_dir)
     with interrupt.Guard() as guard:
         try:
-            return _run(recipe, guard, overwrite=overwrite, resume=resume, command=command, extra_callbacks=callbacks)
+            return _run(recipe, guard, overwrite=overwrite, resume=resume, command=command, extra_callbacks=callbacks,
+                        loss=loss)
         except KeyboardInterrupt:
             failure: BaseException = guard.interrupted(work, command)
         except (OSError, RuntimeError, BertkitError) as exc:  # a full disk, whoever noticed it first
@@ -182,7 +188,7 @@ def run(recipe: Recipe, *, overwrite: bool = False, resume: bool = False, comman
 
 
 def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: bool, command: str,
-         extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+         extra_callbacks: list[Any] | None = None, loss: Any = None) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback, set_seed
 
     from bertkit.trainer import BertkitTrainer, signal_callbacks
@@ -208,6 +214,8 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
         log("no validation split: training on every training row, keeping the last epoch's model "
             "(data.validation_size=0.1 holds some out to choose the best epoch)")
         args = training_arguments(recipe, work, p.task, validation=False)
+    if loss is not None:
+        args = loss.attach(p, args)
     model = models.load_model(recipe.model, p.task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code, **p.spec.model_kwargs(),
                               **models.attention_dropout_kwargs(recipe.model, recipe.attention_dropout))
@@ -224,11 +232,14 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))
     eval_batch = args.per_device_eval_batch_size
+    collator = p.task.collator(p.tokenizer, p.spec)
+    if loss is not None:
+        collator = loss.collator(collator)
     trainer = BertkitTrainer(model=model, args=args, train_dataset=p.features["train"],
                              eval_dataset=p.features.get("validation"), processing_class=p.tokenizer,
-                             data_collator=p.task.collator(p.tokenizer, p.spec),
+                             data_collator=collator,
                              compute_metrics=p.task.compute_metrics(p.spec, recipe), callbacks=callbacks,
-                             compute_loss_func=loss_fn, model_loss=p.task.training_loss,
+                             compute_loss_func=loss_fn, model_loss=loss or p.task.training_loss,
                              evaluate_validation=(lambda m: evaluate_split(p, m, "validation", eval_batch))
                              if "validation" in p.features else None, console_level=console.level())
     where["strategy"] = distributed.strategy(trainer)

@@ -7,7 +7,8 @@
   positions only) the loss comes from that function instead of the model's full forward, in training
   and in loss-only evaluation, whenever the model is not wrapped (one process); a wrapped model (DDP,
   DataParallel, DeepSpeed, FSDP, torch.compile) takes the stock path, since calling its submodules
-  around the wrapper would skip the wrapper's gradient synchronisation.
+  around the wrapper would skip the wrapper's gradient synchronisation; a ``model_loss`` marked
+  ``whole_model`` (distillation: it calls the model as a whole) runs on the wrapped model too.
 - ``evaluate``: in a one-process run the per-epoch evaluation is the task's own full evaluation
   (``train.evaluate_split``: length-sorted batches, bf16 weight copies on CPU, the metric a user gets,
   e.g. word-level entity F1 or SQuAD F1 after answer decoding) instead of the Trainer's loop and the
@@ -111,9 +112,12 @@ class BertkitTrainer(Trainer):
         takes no loss kwargs (``model_loss`` is a per-batch mean, which the Trainer then divides by the
         accumulation steps as it does for such a model's own loss), and, when outputs are wanted, only
         for a loss-only evaluation step: its outputs' logits cover the predicted positions alone."""
-        if (self.model_loss is None or "labels" not in inputs or self.compute_loss_func is not None
+        whole = getattr(self.model_loss, "whole_model", False)  # calls model(...) itself: any wrapper is fine
+        if (self.model_loss is None or not any(name in inputs for name in self.label_names)
+                or self.compute_loss_func is not None
                 or self.label_smoother is not None or self.model_accepts_loss_kwargs
-                or (return_outputs and not self._loss_only) or self.accelerator.unwrap_model(model) is not model):
+                or (return_outputs and not self._loss_only)
+                or (not whole and self.accelerator.unwrap_model(model) is not model)):
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         loss, outputs = self.model_loss(model, inputs)

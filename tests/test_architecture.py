@@ -16,10 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bertkit"
 # Named by their first component under bertkit (tasks covers bertkit.tasks.*).
 LAYERS = [
     {"cli", "__main__"},
-    {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve", "export", "adaptation"},
+    {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve", "export", "adaptation", "distill"},
     {"tasks", "trainer", "interrupt"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",
-     "nn", "onnx_model", "vocabulary"},
+     "nn", "onnx_model", "vocabulary", "student"},
     {"recipe", "hardware", "errors", "metrics", "distributed", "__init__"},
 ]
 # (importer, imported) pairs allowed to point upwards, each for a stated reason.

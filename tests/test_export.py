@@ -14,10 +14,17 @@ import numpy as np
 import pytest
 
 from test_families import finetune, invoke, ner_rows, qa_rows, read_jsonl, recipe, review
-from conftest import write_jsonl
+from conftest import JA_SENTENCES, write_jsonl
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def few_unseen_rows_suffice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny models here are checked on a few dozen rows, not the 200 unseen ones an export needs; the
+    tests of that floor set it themselves."""
+    monkeypatch.setattr("bertkit.export.MIN_UNSEEN_ROWS", 1)
 
 
 def check_file(tmp_path: Path, task: str) -> Path:
@@ -191,12 +198,17 @@ def test_a_model_trained_on_files_exports_with_no_rows_given(tiny_recipe: Path, 
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())
     assert report["check_rows"] > 0 and report["agreement"] == 1.0
+    # its validation file holds none of its training rows: every check row is unseen, and counted
+    assert report["check_rows"] == report["check_rows_given"] == report["unseen_rows"]
+    assert "unseen check rows of" in result.output
 
 
 def test_a_japanese_model_exports_with_its_mecab_tokenizer(tiny_ja_model: Path, ja_sentiment_file: Path,
                                                            tmp_path: Path) -> None:
     model_dir = finetune(recipe(tmp_path, "classification", tiny_ja_model, ja_sentiment_file))
-    texts = write_jsonl(tmp_path / "ja-in.jsonl", [{"text": r["text"]} for r in read_jsonl(ja_sentiment_file)[:12]])
+    training = {r["text"] for r in read_jsonl(ja_sentiment_file)}  # checked on sentences it did not train on
+    texts = write_jsonl(tmp_path / "ja-in.jsonl", [{"text": t} for t in JA_SENTENCES if t not in training])
+    assert len(read_jsonl(texts)) >= 8
     result = invoke("export", model_dir, "--output", tmp_path / "export", "--check", texts)
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "export" / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -230,10 +242,12 @@ def test_agreement_is_counted_in_each_tasks_terms() -> None:
 
 def test_a_ner_model_trained_on_conll_files_is_checked_on_its_validation_file(family_model, tmp_path: Path) -> None:
     rng = random.Random(4)
-    files = {}
+    files, texts = {}, {}
     for split, n in (("train", 40), ("validation", 12)):
         lines = []
-        for row in ner_rows(rng, n):
+        rows = ner_rows(rng, n)
+        texts[split] = [row["text"] for row in rows]
+        for row in rows:
             words = row["text"].replace(",", " ,").replace(".", " .").split()
             tags = ["B-PER" if i == 0 else "B-LOC" if w in row["text"][row["entities"][1]["start"]:row["entities"][1]["end"]].split()[:1]
                     else "O" for i, w in enumerate(words)]
@@ -247,6 +261,18 @@ def test_a_ner_model_trained_on_conll_files_is_checked_on_its_validation_file(fa
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())
     assert report["check_rows"] == 12 and report["agreement_kind"] == "entity" and report["agreement"] == 1.0
+    # the validation rows are none of the training sentences (by their text), so all of them count
+    assert set(texts["validation"]).isdisjoint(texts["train"])
+    assert (report["check_rows_given"], report["unseen_rows"]) == (12, 12)
+    assert report["training_data"] == str(files["train"]) and report["check_note"] is None
+    # training sentences given as raw text are recognised in the CoNLL words they were trained as
+    given = [{"text": t} for t in texts["train"][:5] + texts["validation"]]
+    source = write_jsonl(tmp_path / "mixed.jsonl", given)
+    result = invoke("export", model_dir, "--output", tmp_path / "export2", "--check", source)
+    assert result.exit_code == 0, result.output
+    assert "5 of 17 check rows are in the model's training data" in result.output
+    report = json.loads((tmp_path / "export2" / "export_report.json").read_text())
+    assert (report["check_rows_given"], report["unseen_rows"], report["check_rows"]) == (17, 12, 12)
 
 
 def test_the_fallback_wants_a_margin_over_the_bar() -> None:
@@ -258,3 +284,92 @@ def test_the_fallback_wants_a_margin_over_the_bar() -> None:
     # all of 24 rows is not evidence of 99 % (23 of 24 would already be 95.8 %); all of 500 is
     assert not likely_at_least({"agreement": 1.0, "counted": 24}, 0.99)
     assert likely_at_least({"agreement": 1.0, "counted": 500}, 0.99)
+
+
+def classifier_and_rows(tmp_path: Path, family_model) -> tuple[Path, list[dict], list[dict]]:
+    """A tiny trained classifier, its training inputs written differently (case, spaces, punctuation:
+    the same model input once normalised), and rows it never saw."""
+    model_dir = trained(tmp_path, "classification", family_model("bert"))
+    training = [row["text"] for row in read_jsonl(tmp_path / "t.jsonl")]
+    seen = [{"text": "  " + text.upper().replace(".", " !")} for text in training]
+    unseen = [{"text": f"{text} and then {word}"} for text, word in zip(training, ["anna", "bob", "rome"] * 10)]
+    assert not {row["text"] for row in unseen} & set(training)
+    return model_dir, seen, unseen
+
+
+def test_check_rows_the_model_trained_on_are_not_counted(family_model, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir, seen, unseen = classifier_and_rows(tmp_path, family_model)
+    monkeypatch.setattr("bertkit.export.MIN_UNSEEN_ROWS", 20)
+    source = write_jsonl(tmp_path / "mixed.jsonl", seen[:10] + unseen[:24])
+    result = invoke("export", model_dir, "--output", tmp_path / "export", "--check", source)
+    assert result.exit_code == 0, result.output
+    assert f"10 of 34 check rows are in the model's training data ({tmp_path / 't.jsonl'})" in result.output
+    assert "on 24 unseen check rows of 34 given" in result.output
+    report = json.loads((tmp_path / "export" / "export_report.json").read_text())
+    assert (report["check_rows_given"], report["unseen_rows"], report["check_rows"]) == (34, 24, 24)
+    assert report["training_data"] == str(tmp_path / "t.jsonl") and report["check_note"] is None
+    # rows given as --calibration are checked the same way
+    result = invoke("export", model_dir, "--output", tmp_path / "calibrated", "--calibration", source)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "calibrated" / "export_report.json").read_text())
+    assert (report["check_rows_given"], report["unseen_rows"]) == (34, 24)
+    # a training file that is gone is said, not refused: every given row is measured
+    (tmp_path / "t.jsonl").rename(tmp_path / "moved.jsonl")
+    monkeypatch.setattr("bertkit.export.MIN_UNSEEN_ROWS", 1000)
+    result = invoke("export", model_dir, "--output", tmp_path / "unknown", "--check", source)
+    assert result.exit_code == 0, result.output
+    assert "not compared with the training data" in result.output
+    report = json.loads((tmp_path / "unknown" / "export_report.json").read_text())
+    assert report["unseen_rows"] is None and report["check_rows"] == 34
+    assert f"training file {tmp_path / 't.jsonl'} is not there" in report["check_note"]
+
+
+def test_too_few_unseen_check_rows_are_refused_unless_forced(family_model, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir, seen, unseen = classifier_and_rows(tmp_path, family_model)
+    monkeypatch.setattr("bertkit.export.MIN_UNSEEN_ROWS", 20)
+    source = write_jsonl(tmp_path / "mostly-seen.jsonl", seen[:30] + unseen[:5])
+    result = invoke("export", model_dir, "--output", tmp_path / "x", "--check", source)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: only 5 of the 35 check rows are unseen by the model (30 are in its training data, "
+                      f"{tmp_path / 't.jsonl'}); at least 20 are needed to measure agreement on new inputs"], result.output
+    assert "give --check FILE with rows the model did not train on" in result.output and "--force" in result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+    result = invoke("export", model_dir, "--output", tmp_path / "x", "--check", source, "--force")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "x" / "export_report.json").read_text())
+    assert (report["check_rows_given"], report["unseen_rows"], report["check_rows"]) == (35, 5, 5)
+    assert "under 20 (--force)" in report["check_note"]
+    # nothing unseen at all: forced, the given rows are measured and the report says what that is worth
+    source = write_jsonl(tmp_path / "all-seen.jsonl", seen[:30])
+    result = invoke("export", model_dir, "--output", tmp_path / "y", "--check", source, "--force")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "y" / "export_report.json").read_text())
+    assert (report["check_rows_given"], report["unseen_rows"], report["check_rows"]) == (30, 0, 30)
+    assert "measured on rows the model trained on" in report["check_note"]
+
+
+def test_a_check_row_matches_its_training_row_in_any_format(tmp_path: Path) -> None:
+    from bertkit import recipe as recipe_mod
+    from bertkit.export import _input_key
+
+    recipe_mod._load_task_modules()
+
+    def of(task: str, **data: object) -> object:
+        return recipe_mod.from_dict({"task": task, "model": "m", "output_dir": str(tmp_path), "data": data},
+                                    for_training=False)
+
+    ner = of("ner")
+    assert _input_key({"tokens": ["Tom", "lives", "in", "New", "York", "."], "tags": ["B-PER"]}, ner) == \
+        _input_key({"text": "Tom lives in New York."}, ner)
+    assert _input_key({"text": "Tom lives in New York."}, ner) != _input_key({"text": "Tom lives in York."}, ner)
+    qa = of("qa")
+    row = {"question": "How was the film?", "context": "The film was good."}
+    assert _input_key({**row, "id": "q1", "answers": {"text": ["good"]}}, qa) == _input_key(row, qa)
+    assert _input_key(row, qa) != _input_key({**row, "question": "How was the plot?"}, qa)
+    pairs = of("classification", text_pair_column="hypothesis")
+    assert _input_key({"text": "a b", "hypothesis": "c", "label": 1}, pairs) == _input_key({"text": "A b!", "hypothesis": "c"}, pairs)
+    # the pair is its own field: text "a b" + pair "c" is not text "a" + pair "b c"
+    assert _input_key({"text": "a b", "hypothesis": "c"}, pairs) != _input_key({"text": "a", "hypothesis": "b c"}, pairs)

@@ -138,6 +138,66 @@ def test_labels_go_on_the_first_sub_token_or_on_all(tiny_en_model: Path) -> None
         assert feats[0]["labels"] == [-100, b, *rest, o, o, -100]
 
 
+def test_every_sub_token_is_labelled_by_default() -> None:
+    assert ner.Options().label_all_tokens is True
+    assert (ner.Options().aggregation, ner.Options().decoding) == ("average", "viterbi")
+
+
+# ---------------------------------------------------------------------------------------------
+# Constrained decoding: the best well-formed sequence, checked against trying every sequence
+
+
+def _every_well_formed(n: int, labels: list[str], scheme: str):
+    import itertools
+
+    from bertkit.metrics import entities as ents
+
+    for seq in itertools.product(range(len(labels)), repeat=n):
+        tags = ["O", *(labels[i] for i in seq), "O"]
+        if all(ents.may_follow(a, b, scheme) for a, b in zip(tags, tags[1:])):
+            yield list(seq)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["IOB2", "BIOES"]), st.integers(1, 4), st.data())
+def test_best_path_is_the_most_probable_well_formed_sequence(scheme: str, n: int, data) -> None:
+    import numpy as np
+
+    from bertkit.metrics import entities as ents
+
+    labels = ents.label_list([], None) + [f"{p}-{t}" for t in ("LOC", "PER") for p in ("BI" if scheme == "IOB2" else "BIES")]
+    raw = data.draw(st.lists(st.lists(st.floats(0.01, 1.0), min_size=len(labels), max_size=len(labels)),
+                             min_size=n, max_size=n))
+    probs = np.array(raw) / np.array(raw).sum(axis=1, keepdims=True)
+    path = ner.decoding.best_path(probs, labels, scheme)
+
+    def logp(seq: list[int]) -> float:
+        return float(sum(np.log(probs[k, i] + 1e-12) for k, i in enumerate(seq)))
+
+    best = max(logp(seq) for seq in _every_well_formed(n, labels, scheme))
+    assert logp(path) == pytest.approx(best, abs=1e-9)
+    tags = [labels[i] for i in path]
+    assert ents.get_entities(tags, scheme) == ents.get_entities_strict(tags, scheme)  # well formed
+
+
+def test_viterbi_opens_an_entity_the_argmax_would_start_with_i() -> None:
+    import numpy as np
+
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    # word 0: I-LOC most probable, B-LOC second; word 1: I-LOC; word 2: O
+    probs = np.array([[0.1, 0.35, 0.45, 0.05, 0.05],
+                      [0.1, 0.1, 0.7, 0.05, 0.05],
+                      [0.8, 0.05, 0.05, 0.05, 0.05]])
+    meta = {"word_ids": [0, 1, 2], "n_words": 3}
+    logits = np.log(probs)
+    argmax_tags, _ = ner.predict_entities(ner.Scored(meta=meta, scores=logits), labels, "IOB2", "first", False, "argmax")
+    tags, entities = ner.predict_entities(ner.Scored(meta=meta, scores=logits), labels, "IOB2", "first", False, "viterbi")
+    assert argmax_tags == ["I-LOC", "I-LOC", "O"]
+    assert tags == ["B-LOC", "I-LOC", "O"]
+    assert [(e["type"], e["start"], e["end"]) for e in entities] == [("LOC", 0, 2)]
+    assert entities[0]["score"] == pytest.approx((0.35 + 0.7) / 2, abs=1e-6)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=40), st.integers(4, 20), st.data())
 def test_windows_cover_every_token_within_the_budget(word_lengths: list[int], budget: int, data) -> None:
@@ -366,7 +426,7 @@ def test_aggregation_matches_the_transformers_pipeline(tiny_en_model: Path, how:
     tok = tokenizer_of(tiny_en_model)
     texts = ["anna and bob live in paris, a very good town!", "tom is at rome. the story was dull"]
     recipe = recipe_mod.from_dict({"task": "ner", "model": "unused", "output_dir": "unused", "data": {},
-                                   "ner": {"aggregation": how}}, for_training=False)
+                                   "ner": {"aggregation": how, "decoding": "argmax"}}, for_training=False)
     spec = ner.Spec(labels=labels, scheme="IOB2")
     ours = ner.predict_batch(spec, recipe, tok, model, [{"text": t} for t in texts], "fp32", 8)
     pipe = pipeline("token-classification", model=model, tokenizer=tok, aggregation_strategy=how, device="cpu")

@@ -14,7 +14,8 @@ of predicted entities and a macro F1 that is 0.0 (not nan) with no types.
 
 Kept here because seqeval does not offer them: scheme detection (``detect_scheme``), validation
 with readable problems (``validate_tags``), conversion between schemes (``convert_tags``,
-``entities_to_tags``), the label list a model predicts (``label_list``), and two decoders that
+``entities_to_tags``), which tag may follow which (``may_follow``, for constrained decoding), the
+label list a model predicts (``label_list``), and two decoders that
 turn one tag sequence into exclusive-end spans for ``bertkit.tasks.ner``'s decoding and data
 checks, matching seqeval 1.2.2 exactly (checked against it in the tests). seqeval's own decoders
 return inclusive ends or token objects, warn instead of raising on malformed tags, and its strict
@@ -163,6 +164,21 @@ _STRICT = {
     # seqeval has no IO scheme; IO has no invalid transitions, so strict equals lenient here.
     "IO": (lambda prev, cur: cur[0] == "I" and prev[1] != cur[1], _always),
 }
+
+
+def may_follow(prev: str, cur: str, scheme: str) -> bool:
+    """Whether tag ``cur`` may come right after tag ``prev`` in a well-formed sequence of ``scheme``;
+    ``"O"`` stands for the start (as ``prev``) and the end (as ``cur``) of a sentence. The table behind
+    constrained decoding (``bertkit.tasks.ner.decoding.best_path``)."""
+    p, c = _parse([prev, cur], scheme)
+    inside = p[0] in "BI" and p[1] == c[1]  # cur would continue prev's entity
+    if scheme == "IOB2":
+        return c[0] != "I" or inside
+    if scheme == "BIOES":
+        return inside if c[0] in "IE" else p[0] not in "BI"
+    if scheme == "IOB1":
+        return c[0] != "B" or inside
+    return True  # IO: every sequence is well formed
 
 
 def entities_to_tags(n_tokens: int, entities: Iterable[Entity], scheme: str) -> list[str]:

@@ -17,8 +17,10 @@ Two shapes of data (``clean_split`` brings every split to one of them):
   of range, overlap another or cover no token are counted and shown by ``validate`` (``note_*``
   keys of the length report), never silently moved.
 
-One label per word, on its first sub-token (``ner.label_all_tokens`` labels the others too, with B-
-turned into I-, as transformers' ``run_ner`` does). A sentence longer than ``max_length`` becomes
+Every sub-token of a word carries its word's label, B- turned into I- after the first
+(``ner.label_all_tokens``, as transformers' ``run_ner`` can; false labels only the first). A word's
+scores are its sub-tokens' mean (``ner.aggregation``), and the tags are the best sequence the label
+scheme allows (``ner.decoding: viterbi``), so no entity starts with I-. A sentence longer than ``max_length`` becomes
 overlapping windows (``ner.stride`` tokens of overlap); predictions are merged back token by token,
 each token taken from the window where it sits most centrally, so nothing is truncated.
 

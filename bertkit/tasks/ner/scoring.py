@@ -60,7 +60,7 @@ def _decoded(spec: Spec, recipe: Recipe, outputs: list[Scored]) -> list[tuple[li
     how = _eval_aggregation(opts)
     out = []
     for scored in outputs:
-        tags, predicted = predict_entities(scored, spec.labels, spec.scheme, how, opts.strict)
+        tags, predicted = predict_entities(scored, spec.labels, spec.scheme, how, opts.strict, opts.decoding)
         meta = scored.meta
         if meta["spans"] is not None:
             gold = [tuple(s) for s in meta["spans"]]
@@ -101,7 +101,7 @@ def report(spec: Spec, recipe: Recipe, outputs: list[Scored], feats: Any) -> dic
         "macro_f1": scores["macro_f1"], f"f1_{'default' if opts.strict else 'strict'}_mode": other_f1,
         "n_true": scores["n_true"], "n_pred": scores["n_pred"], "examples": len(outputs),
         "per_type": scores["per_type"], "level": level, "aggregation": _eval_aggregation(opts),
-        "mode": "strict" if opts.strict else "default",
+        "decoding": opts.decoding, "mode": "strict" if opts.strict else "default",
     }
 
 
@@ -164,7 +164,8 @@ def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: 
     n_windows = Counter(f["example_id"] for f in feats)
     results = []
     for i, scored in enumerate(merge(feats, logits)):
-        _, predicted = predict_entities(scored, spec.labels, spec.scheme, opts.aggregation, opts.strict)
+        _, predicted = predict_entities(scored, spec.labels, spec.scheme, opts.aggregation, opts.strict,
+                                        opts.decoding)
         result: dict[str, Any] = {k: rows[i][k] for k in ("id",) if k in rows[i]}
         if isinstance(inputs[i], list):
             result["entities"] = [to_words(scored.meta, inputs[i], e) for e in predicted]
@@ -185,5 +186,6 @@ def card_notes(recipe: Recipe, spec: Spec) -> list[str]:
         f"Sentences longer than max_length={recipe.max_length} are split into overlapping windows (stride {stride}) "
         "and merged back token by token; nothing is truncated.",
         f"Entity scores use seqeval's {'strict' if opts.strict else 'default'} mode on whole examples "
-        f"(word aggregation: {_eval_aggregation(opts)}).",
+        f"(word aggregation: {_eval_aggregation(opts)}; tags chosen by "
+        + ("the best well-formed sequence, Viterbi)." if opts.decoding == "viterbi" else "each word's argmax).")
     ]

@@ -22,10 +22,15 @@ class Options:
     tag_scheme: Literal["auto", "IOB1", "IOB2", "BIOES", "IO"] = "auto"  # how the gold tags are written
     label_scheme: Literal["IOB2", "BIOES"] = "IOB2"  # what the model learns to predict
     label_names: list[str] | None = None  # tag names of integer tags 0..n-1, in order
-    label_all_tokens: bool = False  # label every sub-token, not just the first of each word
+    # Label every sub-token (B- continued as I-), not only each word's first. With word scores
+    # averaged over the sub-tokens, +4 to +6 F1 on BC5CDR and NCBI-disease (bench/RESULTS.md, session 9).
+    label_all_tokens: bool = True
     stride: int | None = None  # tokens shared by neighbouring windows; default (max_length - 2) // 4
     strict: bool = False  # seqeval's strict mode for metrics (invalid spans score nothing)
-    aggregation: Literal["simple", "first", "average", "max"] = "first"  # as transformers' pipeline
+    aggregation: Literal["simple", "first", "average", "max"] = "average"  # as transformers' pipeline
+    # viterbi: the best well-formed tag sequence of the label scheme; argmax: each word's own best tag
+    # (the pipeline's way, which can start an entity with I-)
+    decoding: Literal["viterbi", "argmax"] = "viterbi"
     bad_spans: Literal["report", "error"] = "report"  # span data: count problems and go on, or stop
 
     def check(self, recipe: Recipe) -> list[str]:
