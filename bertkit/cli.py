@@ -210,7 +210,7 @@ def distill(
     teacher: str = typer.Argument(..., help="a fine-tuned model directory (bertkit finetune's output)"),
     overrides: Optional[list[str]] = typer.Argument(None, help="distill.KEY=VALUE (student_layers, student, "
                                                     "temperature, alpha, hidden_weight, unlabeled, max_unlabeled, "
-                                                    "compare_labels_only) and recipe overrides of the teacher's recipe"),
+                                                    "compare_labels_only, epochs) and recipe overrides of the teacher's recipe"),
     output: str = typer.Option(..., "--output", "-o", help="the student's model directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),

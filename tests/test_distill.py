@@ -153,7 +153,7 @@ def test_classification_distill_with_unlabelled_rows_cache_and_labels_only(teach
     unlabeled = write_jsonl(tmp_path / "unlabeled.jsonl", [{"text": _review(rng, i % 2 == 0)} for i in range(30)])
     student = tmp_path / "student"
     result = invoke("distill", teacher, "distill.student_layers=1", f"distill.unlabeled={unlabeled}",
-                    "distill.compare_labels_only=true", "--output", student)
+                    "distill.compare_labels_only=true", "distill.epochs=2", "--output", student)
     assert result.exit_code == 0, result.output
     assert "teacher outputs on 94 training rows" in result.output  # 64 labelled + 30 unlabelled
     report = json.loads((student / "distill.json").read_text())
@@ -165,6 +165,7 @@ def test_classification_distill_with_unlabelled_rows_cache_and_labels_only(teach
     assert report["labels_only_score"] is not None
     assert report["student_parameters"] < report["teacher_parameters"]
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1
+    assert "num_train_epochs: 2" in (student / "recipe.yaml").read_text()  # distill.epochs, not the teacher's 3
     assert "## Distillation" in (student / "README.md").read_text()
     assert not list(tmp_path.glob(".distill-*"))  # the scratch directory is gone
     # an ordinary model directory: predict takes it
@@ -192,6 +193,7 @@ def test_ner_distill_end_to_end(tiny_en_model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "student" / "distill.json").read_text())
     assert report["metric"] == "f1" and "student_score" in report
+    assert "num_train_epochs: 4" in (tmp_path / "student" / "recipe.yaml").read_text()  # twice the teacher's 2
     result = invoke("evaluate", tmp_path / "student", files["test"], "--output-dir", tmp_path / "ev")
     assert result.exit_code == 0, result.output
 
