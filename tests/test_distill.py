@@ -108,6 +108,29 @@ def test_classification_loss_equals_an_independent_computation() -> None:
     assert float(total) == pytest.approx((0.3 * expected_kd[0] + 0.7 * ce0 + expected_kd[1]) / 2, rel=1e-5)
 
 
+def test_multi_label_and_regression_losses_equal_an_independent_computation() -> None:
+    import torch
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    s, te = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=(2, 4)).astype(np.float32)
+    y = np.array([[1, 0, 1, 0], [0, 0, 0, 0]], dtype=np.float32)
+    loss = _loss("classification")
+    loss.problem = "multi_label_classification"
+    kd, task = loss.row_losses(SimpleNamespace(logits=torch.tensor(s)), torch.tensor(te), {"labels": torch.tensor(y)}, {})
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    p, q = sig(te / 2.0), sig(s / 2.0)
+    expected = (p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))).mean(-1) * 4.0
+    bce = -(y * np.log(sig(s)) + (1 - y) * np.log(1 - sig(s))).mean(-1)
+    assert kd.numpy() == pytest.approx(expected, rel=1e-4)
+    assert task.numpy() == pytest.approx(bce, rel=1e-4)
+    loss.problem = "regression"
+    kd, task = loss.row_losses(SimpleNamespace(logits=torch.tensor(s[:, :1])), torch.tensor(te[:, :1]),
+                               {"labels": torch.tensor([0.5, 1.0])}, {})
+    assert kd.numpy() == pytest.approx((s[:, 0] - te[:, 0]) ** 2, rel=1e-5)
+    assert task.numpy() == pytest.approx((s[:, 0] - np.array([0.5, 1.0])) ** 2, rel=1e-5)
+
+
 def test_ner_loss_masks_padding_and_special_tokens() -> None:
     import torch
     from types import SimpleNamespace
