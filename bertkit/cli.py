@@ -383,12 +383,27 @@ def _one_input(source: str | None, text: str | None, question: str | None, conte
 def list_recipes() -> None:
     """List the shipped recipes with one line each."""
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        first = ""
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("#") and not line.lstrip("# ").startswith("bertkit "):
-                first = line.lstrip("# ").strip()
+        typer.echo(f"{path.stem:<28} {recipe_purpose(path)}")
+
+
+def recipe_purpose(path: Path, width: int = 110) -> str:
+    """What a recipe is for: the first sentence of its header comment, past the command line and the
+    "Override anything ..." line that every shipped recipe opens with."""
+    words: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.lstrip("#").strip()
+        if not line.startswith("#"):
+            break
+        if not text or text.startswith("bertkit ") or text.startswith("Override anything"):
+            if words:
                 break
-        typer.echo(f"{path.stem:<24} {first}")
+            continue
+        words += text.split()
+        if text.endswith(".") or ". " in text:
+            break
+    sentence = " ".join(words)
+    sentence = sentence.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= width else sentence[: width - 3].rsplit(" ", 1)[0] + "..."
 
 
 @app.command("build-tokenizer")

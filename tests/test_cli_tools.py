@@ -54,3 +54,21 @@ def test_tokenize_table_for_an_english_model(tiny_en_model: Path) -> None:
     result = runner.invoke(app, ["tokenize", str(tiny_en_model), "a great movie"])
     assert result.exit_code == 0, result.output
     assert "[CLS]" in result.output and "great" in result.output and "2:7" in result.output
+
+
+def test_recipes_lists_what_each_recipe_is_for(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from bertkit.cli import RECIPES_DIR, app, recipe_purpose
+
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == len(list(RECIPES_DIR.glob("*.yaml")))
+    assert not any("Override anything" in line for line in lines)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # a name and a purpose on every line
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# bertkit finetune r.yaml\n# Override anything on the command line, e.g.: x=1\n"
+                      "# Sentiment of product reviews with a small\n# encoder. Second sentence.\ntask: classification\n",
+                      encoding="utf-8")
+    assert recipe_purpose(recipe) == "Sentiment of product reviews with a small encoder"
