@@ -408,9 +408,10 @@ def run(teacher_dir: str, overrides: list[str], output: str, *, overwrite: bool 
 
     options, rest = split_overrides(overrides)
     recipe = _teacher_recipe(teacher_dir, rest, output)
+    as_trained = _teacher_recipe(teacher_dir, [], output)  # the teacher's recipe without this command's overrides
     given = any(recipe_mod.parse_override(o)[0] == ["training", "num_train_epochs"] for o in rest)
     if options.epochs is not None or not given:
-        teacher_epochs = _teacher_recipe(teacher_dir, [], output).training_args()["num_train_epochs"]
+        teacher_epochs = as_trained.training_args()["num_train_epochs"]
         recipe = dataclasses.replace(recipe, training={**recipe.training,
                                                        "num_train_epochs": options.epochs or 2 * teacher_epochs})
     outputs.check_writable(output, overwrite=overwrite)
@@ -451,7 +452,8 @@ def run(teacher_dir: str, overrides: list[str], output: str, *, overwrite: bool 
             console.log("the same student on the labels alone (distill.compare_labels_only)")
             other = dataclasses.replace(student_recipe, output_dir=str(scratch / "labels-only"))
             labels_only = train.run(other, command=command)
-        report = _report(teacher_dir, recipe, output, metrics, labels_only, loss, options, kept)
+        report = _report(teacher_dir, recipe, recipe.data == as_trained.data, output, metrics, labels_only, loss,
+                         options, kept)
         _write(Path(output), metrics, report)
         return metrics
     finally:
@@ -488,14 +490,13 @@ def _speed(model_dir: str, recipe: recipe_mod.Recipe, split: str) -> tuple[float
     return len(raw) / (time.perf_counter() - started), sum(p.numel() for p in model.parameters())
 
 
-def _report(teacher_dir: str, recipe: recipe_mod.Recipe, output: str, metrics: dict[str, Any],
+def _report(teacher_dir: str, recipe: recipe_mod.Recipe, same_data: bool, output: str, metrics: dict[str, Any],
             labels_only: dict[str, Any] | None, loss: DistillLoss, options: Options,
             kept: list[int] | None) -> dict[str, Any]:
     task = tasks.get(recipe.task)
     metric = task.best_metric(recipe)[0]
     teacher_metrics = json.loads((Path(teacher_dir) / "metrics.json").read_text(encoding="utf-8"))
     student = _scored(metrics, metric)
-    same_data = recipe.data == _teacher_recipe(teacher_dir, [], output).data
     teacher = _scored(teacher_metrics, metric) if same_data else None
     split_file = getattr(recipe.data, student[0]) if student else None
     if student and (teacher is None or teacher[0] != student[0]) and isinstance(split_file, str):
