@@ -87,6 +87,22 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
 }
 
+# The trackers `training.report_to` may name: the Trainer's callback for each logs the loss and every
+# evaluation, bertkit.tracking adds the final metrics, the recipe and the card. Each maps to the module
+# that must import, and to the install command the error names when it does not.
+TRACKERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboard", "pip install 'bertkit[tracking]'"),
+    "mlflow": ("mlflow", "pip install 'bertkit[tracking]'"),
+    "trackio": ("trackio", "pip install trackio"),  # not in the extra: it swaps serve's uvicorn for uvloop/httptools
+}
+
+
+def tracker_installed(name: str) -> bool:
+    """Whether tracker ``name``'s package can be imported (found, not imported: the check stays fast)."""
+    import importlib.util
+
+    return importlib.util.find_spec(TRACKERS[name][0]) is not None
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -366,10 +382,36 @@ def _check_training(training: Any, errors: list[str]) -> dict[str, Any]:
             errors.append(f"'training.{key}' must be a number, got {value!r}")
             continue
         checked[key] = value
+    if "report_to" in checked:
+        checked["report_to"] = _check_report_to(checked["report_to"], errors)
     for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"):
         if key in checked and isinstance(checked[key], (int, float)) and checked[key] <= 0:
             errors.append(f"'training.{key}' must be positive, got {checked[key]!r}")
     return checked
+
+
+def _check_report_to(value: Any, errors: list[str]) -> Any:
+    """``training.report_to`` as the Trainer takes it ("none", a tracker name, or a list of them): a comma
+    list becomes a list; an unknown name or a tracker whose package is missing is an error now, not a
+    failure after the data is loaded (the Trainer would only notice when it builds its callbacks)."""
+    accepted = "none, " + ", ".join(TRACKERS) + " (a list or a comma list for several)"
+    if value is None:
+        return "none"
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        errors.append(f"'training.report_to' must be one of {accepted}, got {value!r}")
+        return value
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))  # a name twice would add two callbacks
+    if names in ([], ["none"]):
+        return "none"
+    for name in names:
+        if name not in TRACKERS:
+            why = "cannot be combined with a tracker" if name == "none" else "is not a tracker bertkit reports to"
+            errors.append(f"'training.report_to': {name!r} {why}; use {accepted}{_suggest(name, TRACKERS)}")
+        elif not tracker_installed(name):
+            errors.append(f"'training.report_to': {name} is not installed; run {TRACKERS[name][1]}, "
+                          f"or set training.report_to=none")
+    return names[0] if len(names) == 1 else names
 
 
 def _check_ranges(recipe: Recipe, errors: list[str], for_training: bool) -> None:

@@ -191,6 +191,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
          extra_callbacks: list[Any] | None = None, loss: Any = None) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback, set_seed
 
+    from bertkit import tracking
     from bertkit.trainer import BertkitTrainer, signal_callbacks
 
     if console.level() != "verbose":  # transformers' own bars (loading weights, writing shards)
@@ -228,6 +229,7 @@ def _run(recipe: Recipe, guard: interrupt.Guard, *, overwrite: bool, resume: boo
     callbacks.append(counter)
     callbacks += signal_callbacks(guard)
     callbacks += extra_callbacks or []  # e.g. bertkit tune's pruning
+    callbacks += tracking.callbacks(args)  # remembers the tracker runs, for the final metrics
     loss_fn = None
     if getattr(recipe.options, "class_weights", False):
         loss_fn = _loss_with_class_weights(p.task.class_weights(p.spec))
@@ -417,4 +419,7 @@ def _write_outputs(p: Prepared, trainer: Any, work: Path, train_output: Any, tra
                               lengths=p.lengths.get("train", {}), notes=notes,
                               command=command or "bertkit finetune recipe.yaml")
     (work / "README.md").write_text(card, encoding="utf-8")
+    from bertkit import tracking
+
+    tracking.finish(trainer, metrics, work)  # final metrics, recipe and card to training.report_to's trackers
     return metrics

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bertkit"
 LAYERS = [
     {"cli", "__main__"},
     {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve", "export", "adaptation", "distill"},
-    {"tasks", "trainer", "interrupt"},
+    {"tasks", "trainer", "interrupt", "tracking"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",
      "nn", "onnx_model", "vocabulary", "student"},
     {"recipe", "hardware", "errors", "metrics", "distributed", "__init__"},
