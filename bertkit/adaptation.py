@@ -75,7 +75,7 @@ def _fine_tunes(probe: Recipe, seeds: list[int], scratch: Path, label: str, comm
     level = console.level()
     for n, seed in enumerate(seeds, 1):
         folder = scratch / f"{label}-seed-{seed}"
-        console.log(f"probe: fine-tuning the {label} model, seed {seed} ({n} of {len(seeds)})", always=True)
+        console.log(f"probe: fine-tuning the {label} model, seed {seed} ({n} of {len(seeds)})")
         console.set_level("quiet")
         try:
             metrics = train.run(dataclasses.replace(probe, seed=seed, output_dir=str(folder)), overwrite=True,
@@ -84,8 +84,7 @@ def _fine_tunes(probe: Recipe, seeds: list[int], scratch: Path, label: str, comm
             console.set_level(level)
             shutil.rmtree(folder, ignore_errors=True)
         split, value = _score(metrics, metric)
-        console.log(f"probe: {label} seed {seed}: {split} {metric} {value:.4f} ({metrics['train']['seconds']} s training)",
-                    always=True)
+        console.log(f"probe: {label} seed {seed}: {split} {metric} {value:.4f} ({metrics['train']['seconds']} s training)")
         runs.append({"seed": seed, "split": split, "metric": metric, "value": value,
                      "train_seconds": metrics["train"]["seconds"]})
     return runs
@@ -116,7 +115,7 @@ def run_probe(recipe: Recipe, command: str = "") -> dict[str, Any]:
             if cache is not None and settings.reuse_start and cache.is_file():
                 runs = json.loads(cache.read_text(encoding="utf-8"))["runs"]
                 console.log(f"probe: the start model's scores with these settings are cached ({cache}); "
-                            "mlm.probe.reuse_start=false measures them again", always=True)
+                            "mlm.probe.reuse_start=false measures them again")
             if runs is None:
                 runs = _fine_tunes(probe, seeds, scratch, label, command)
                 if cache is not None:

@@ -351,13 +351,13 @@ def run(model_ref: str, source: str, *, pooling: str = "mean", normalize: bool =
         similarity: bool = False, query: str | None = None, top_k: int | None = None, text_column: str = "text",
         max_length: int | None = None, batch_size: int = 32, chunk: int = 1024) -> dict[str, Any]:
     """Check the options, open INPUT, load the model, then write vectors, a similarity matrix or search hits."""
-    from tqdm.auto import tqdm
+    from bertkit import console
 
     check_options(pooling, output, similarity, query, top_k)
     texts = read_texts(source, text_column)
     embedder = Embedder(model_ref, pooling, normalize, max_length, batch_size)
     result: dict[str, Any] = {"output": output, "max_length": embedder.max_length}
-    with tqdm(desc="embedding", unit="ex", disable=None) as bar:
+    with console.progress(None, "embedding") as bar:
         if query is not None:
             hits = search(embedder, texts, query, top_k or 10, chunk=chunk, bar=bar)
             if output:

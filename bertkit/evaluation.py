@@ -105,23 +105,25 @@ def _slug(data: str, split: str | None) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "data"
 
 
-def _load_model(model_dir: str, task: Any, recipe: recipe_mod.Recipe) -> Any:
+def _load_model(model_dir: str, task: Any, recipe: recipe_mod.Recipe, threads: int | None = None) -> Any:
     """The PyTorch model on its device, or an ONNX Runtime session for an export directory."""
     if onnx_model.is_export(model_dir):
-        return onnx_model.OnnxModel(model_dir)
+        return onnx_model.OnnxModel(model_dir, threads)
     model = models.load_model(model_dir, task.model_class(), allow_pickle=recipe.allow_pickle,
                               trust_remote_code=recipe.trust_remote_code)
     return model.to(hardware.device())
 
 
-def load_for_prediction(model_dir: str, overrides: list[str] | None = None) -> tuple[Any, Any, Any, Any, Any, str]:
+def load_for_prediction(model_dir: str, overrides: list[str] | None = None, threads: int | None = None
+                        ) -> tuple[Any, Any, Any, Any, Any, str]:
     """(recipe, task, tokenizer, model on its device, spec, precision) of a trained model directory or of
-    its ONNX export (``bertkit export``): what ``predict`` and ``serve`` run ``task.predict_batch`` with."""
+    its ONNX export (``bertkit export``): what ``predict`` and ``serve`` run ``task.predict_batch`` with.
+    ``threads``: the CPU threads an ONNX Runtime session may use (None: its default, every core)."""
     recipe = saved_recipe(model_dir, overrides or [])
     task = tasks.get(recipe.task)
     tokenizer = models.load_tokenizer(model_dir, trust_remote_code=recipe.trust_remote_code,
                                        japanese=recipe.japanese)
-    model = _load_model(model_dir, task, recipe)
+    model = _load_model(model_dir, task, recipe, threads)
     return recipe, task, tokenizer, model, task.spec_from_model(model.config, recipe), _precision_here(recipe.precision)
 
 
@@ -145,7 +147,7 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
     """
     import sys
 
-    from tqdm.auto import tqdm
+    from bertkit import console
 
     recipe, task, tokenizer, model, spec, precision = load_for_prediction(model_dir, overrides)
     column = recipe.data.text_column
@@ -153,7 +155,8 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
     partial = out_path.with_name(out_path.name + ".partial") if out_path else None
     sink = open(partial, "w", encoding="utf-8") if partial else sys.stdout
     count = 0
-    bar = tqdm(desc="predicting", unit="ex", disable=out_path is None)
+    # none with the predictions on stdout: on a terminal, a bar would tear their lines
+    bar = console.progress(None, "predicting" if out_path else None)
     try:
         pending: list[dict[str, Any]] = []
         own_check = task.INPUT_COLUMNS is not None  # tasks with several input fields (qa) check rows themselves

@@ -75,8 +75,6 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
     4,096 on a CPU, where batches that fit the caches ran 15-30 % faster than 16,384; 512 for ONNX Runtime
     on a CPU; 16,384 elsewhere).
     """
-    from tqdm.auto import tqdm
-
     from bertkit import console
 
     if getattr(model, "onnx", False):
@@ -89,7 +87,7 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
         default, context, run = _torch_runner(model, pad_id, precision, outputs)
     lengths = [len(r["input_ids"]) for r in rows]
     results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
-    bar = tqdm(total=len(rows), desc=desc, disable=not progress or desc is None or console.quiet(), unit="ex")
+    bar = console.progress(len(rows), desc if progress else None)
     with context:
         for idx in length_sorted_batches(lengths, batch_size, max_tokens or default):
             out = run([rows[i] for i in idx])

@@ -39,7 +39,7 @@ def run(recipe: Recipe, n: int, *, overwrite: bool, command: str) -> dict[str, A
     try:
         for seed in seeds:
             folder = target.with_name(f"{target.name}.seed-{seed}")
-            console.log(f"seed {seed} ({len(runs) + 1} of {n}) -> {folder}", always=True)
+            console.log(f"seed {seed} ({len(runs) + 1} of {n}) -> {folder}")
             metrics = train.run(dataclasses.replace(recipe, seed=seed, output_dir=str(folder)), overwrite=True,
                                 command=command)
             runs.append((seed, folder, metrics))

@@ -17,9 +17,9 @@
 
 ``StopOnSignal`` turns ``interrupt.Guard``'s flag into "checkpoint now and stop" at a step boundary
 (``SignalAtStep`` is the test hook that sends the signal). ``ConsoleCallback`` takes the place of
-the Trainer's progress callback: the same training bar, but no raw log dicts on the console; a
-compact table per evaluation instead, and each log record as one line with ``--verbose``
-(``bertkit.console``). The records themselves all go to ``train_log.jsonl``.
+the Trainer's progress callback: the same training bar (``console.progress``: lines off a terminal),
+but no raw log dicts on the console; a compact table per evaluation instead, and each log record as
+one line with ``--verbose`` (``bertkit.console``). The records themselves all go to ``train_log.jsonl``.
 
 Everything else (optimizer, schedule, checkpoints, logging, several processes) is the stock Trainer.
 Imports transformers at module level: import this module inside commands only.
@@ -175,28 +175,41 @@ class ConsoleCallback(ProgressCallback):
         super().__init__()
         self.level = level
 
+    # The bars are console.progress displays (bars on a terminal, lines elsewhere), not tqdm's
+    # directly, so a log file gets no carriage-return frames of the training bar.
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from bertkit import console
+
         self.current_step = 0
-        if self.level != "quiet":
-            super().on_train_begin(args, state, control, **kwargs)
-            if self.training_bar is not None:
-                self.training_bar.set_description("training")
+        if self.level != "quiet" and state.is_world_process_zero:
+            self.training_bar = console.progress(state.max_steps, "training", unit="steps")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.training_bar is not None:
-            super().on_step_end(args, state, control, **kwargs)
+            self.training_bar.update(state.global_step - self.current_step)
+            self.current_step = state.global_step
 
-    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.level != "quiet":
-            super().on_prediction_step(args, state, control, **kwargs)
+    def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None,
+                           **kwargs: Any) -> None:
+        from transformers.trainer_utils import has_length
+
+        from bertkit import console
+
+        if self.level == "quiet" or not state.is_world_process_zero or not has_length(eval_dataloader):
+            return
+        if self.prediction_bar is None:
+            self.prediction_bar = console.progress(len(eval_dataloader), "evaluating", unit="batches",
+                                                   leave=self.training_bar is None)
+        self.prediction_bar.update(1)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.training_bar is not None:
-            super().on_train_end(args, state, control, **kwargs)
+            self.training_bar.close()
+            self.training_bar = None
 
     def _write(self, text: str) -> None:
         if self.training_bar is not None:
-            self.training_bar.write(text, file=sys.stderr)
+            self.training_bar.write(text)
         else:
             print(text, file=sys.stderr, flush=True)
 
