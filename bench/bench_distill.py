@@ -19,6 +19,13 @@ at 1e-4, batch 32). Unlabelled rows: none by default (the rest of NCBI is its te
 gives the 9,141 BC5CDR train + devel sentences as plain text (PubMed abstracts of another corpus; none of the
 NCBI test sentences is among them, as the session-8 leakage guard counted). The 3-layer student with soft
 targets vs on labels alone, over seeds.
+
+squad: ``squad/train.json`` split by article as ``bench/parity.py`` splits it (the last 3 articles are the
+test set, 1,000 of their questions; no test context is seen in training): 1,200 training questions; up to
+``--max-unlabeled`` (default 1,200) other questions of the training articles without their answers are the
+unlabelled rows. The teacher uses the settings ``bertkit tune`` chose on these rows in session 6
+(bench/RESULTS.md: lr 3.57e-5, 5 epochs, batch 8, warmup 0.031; max_length 256, stride 64); the students
+train for the teacher's 5 epochs (``--set distill.epochs=...`` changes it).
 """
 
 from __future__ import annotations
@@ -54,6 +61,28 @@ def imdb_files(data: Path, out: Path) -> dict[str, Path]:
     return paths
 
 
+def squad_files(data: Path, out: Path, n_train: int = 1200, n_test: int = 1000,
+                n_unlabeled: int = 1200) -> dict[str, Path]:
+    articles = json.loads((data / "squad" / "train.json").read_text(encoding="utf-8"))["data"]
+    flat = [[{"id": qa["id"], "question": qa["question"], "context": p["context"],
+              "answers": {"text": [a["text"] for a in qa["answers"]],
+                          "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+             for p in article["paragraphs"] for qa in p["qas"]] for article in articles]
+    test = [row for article in flat[-3:] for row in article]
+    train = [row for article in flat[:-3] for row in article]
+    rng = random.Random(0)
+    rng.shuffle(train)
+    rng.shuffle(test)
+    unlabeled = [{"id": r["id"], "question": r["question"], "context": r["context"]}
+                 for r in train[n_train:n_train + n_unlabeled]]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, part in {"train": train[:n_train], "test": test[:n_test], "unlabeled": unlabeled}.items():
+        paths[name] = out / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(row) + "\n" for row in part), encoding="utf-8")
+    return paths
+
+
 def conll_text(folder: Path, target: Path) -> Path:
     """The sentences of a CoNLL folder's train and devel files, words joined by spaces, one per line."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +107,12 @@ def teacher_command(task: str, files: dict[str, Path], data: Path, out: Path) ->
                 f"data.train={files['train']}", "data.validation=null", f"data.test={files['test']}",
                 f"output_dir={out}", "max_length=256", "training.num_train_epochs=1", "training.learning_rate=5e-5",
                 "training.per_device_train_batch_size=16", "--overwrite", "--quiet"]
+    if task == "squad":
+        return [BERTKIT, "finetune", str(common.REPO / "recipes" / "squad.yaml"), "model=minilm-l6",
+                "data.dataset=null", f"data.train={files['train']}", "data.validation=null",
+                f"data.test={files['test']}", f"output_dir={out}", "max_length=256", "qa.doc_stride=64",
+                "training.num_train_epochs=5", "training.learning_rate=3.57e-5",
+                "training.per_device_train_batch_size=8", "training.warmup_steps=0.031", "--overwrite", "--quiet"]
     folder = data / "ncbi_disease"
     return [BERTKIT, "finetune", str(common.REPO / "recipes" / "ncbi-disease-ner.yaml"), f"data.train={folder / 'train.tsv'}",
             f"data.validation={folder / 'devel.tsv'}", f"data.test={folder / 'test.tsv'}", f"output_dir={out}",
@@ -92,7 +127,7 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["imdb", "ncbi"], default="imdb")
+    parser.add_argument("--task", choices=["imdb", "ncbi", "squad"], default="imdb")
     parser.add_argument("--data", default=str(common.DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=42)
@@ -100,12 +135,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], help="an extra override for the distill commands")
     parser.add_argument("--unlabeled", choices=["none", "bc5cdr"], default="none",
                         help="ncbi: unlabelled sentences for the distilled student")
+    parser.add_argument("--max-unlabeled", type=int, default=1200, help="squad: unlabelled questions")
     parser.add_argument("--out", help="keep the models here (default: a temporary folder)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     data = Path(args.data)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-distill-"))
-    files = imdb_files(data, out / "data") if args.task == "imdb" else {}
+    files = (imdb_files(data, out / "data") if args.task == "imdb" else
+             squad_files(data, out / "data", n_unlabeled=args.max_unlabeled) if args.task == "squad" else {})
+    if args.task == "squad" and not any(o.startswith("distill.epochs=") for o in args.set):
+        args.set.append("distill.epochs=5")
     if args.task == "ncbi" and args.unlabeled == "bc5cdr":
         files["unlabeled"] = conll_text(data / "bc5cdr", out / "data" / "bc5cdr_sentences.txt")
     report: dict = {"benchmark": "distill", "task": args.task, "machine": common.machine(), "settings": vars(args)}

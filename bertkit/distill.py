@@ -150,7 +150,10 @@ class DistillLoss:
             raise BertkitError(f"the training data's labels ({', '.join(labels[:8])}) are not the teacher's "
                                f"({', '.join(teacher_labels[:8])}) in the same order",
                                "distill on the data the teacher was trained on")
-        self.problem = getattr(p.spec, "problem_type", None) or "single_label_classification"
+        # the spec says single_label / multi_label / regression; the loss uses transformers' names
+        kind = getattr(p.spec, "problem_type", None) or "single_label"
+        self.problem = {"single_label": "single_label_classification",
+                        "multi_label": "multi_label_classification"}.get(kind, kind)
         train = p.features["train"]
         n_labelled = len(train)
         if self.unlabeled_rows:
@@ -484,9 +487,9 @@ def _speed(model_dir: str, recipe: recipe_mod.Recipe, split: str) -> tuple[float
     spec = task.spec_from_model(model.config, recipe)
     feats, _ = task.features(raw, tok, recipe, spec, split, with_labels=False)
     precision = hardware.resolve_precision(recipe.precision)
-    task.infer(model, feats.select(range(min(32, len(feats)))), tok, precision, 64)  # warm-up
+    task.infer(model, feats.select(range(min(32, len(feats)))), tok, precision, 64, recipe=recipe)  # warm-up
     started = time.perf_counter()
-    task.infer(model, feats, tok, precision, 64)
+    task.infer(model, feats, tok, precision, 64, recipe=recipe)
     return len(raw) / (time.perf_counter() - started), sum(p.numel() for p in model.parameters())
 
 

@@ -235,6 +235,82 @@ def test_qa_distill_end_to_end(tiny_en_model: Path, tmp_path: Path) -> None:
     assert report["metric"] == "f1" and report["split"] == "validation"
 
 
+def _classification_teacher(tmp_path: Path, model: Path, rows: list[dict], extra: str, name: str) -> Path:
+    from conftest import write_jsonl
+
+    train = write_jsonl(tmp_path / f"{name}-train.jsonl", rows[:48])
+    test = write_jsonl(tmp_path / f"{name}-test.jsonl", rows[48:])
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(f"""task: classification
+model: {model}
+output_dir: {tmp_path / name}
+seed: 3
+max_length: 32
+precision: fp32
+data:
+  train: {train}
+  test: {test}
+{extra}training:
+  num_train_epochs: 2
+  learning_rate: 5.0e-3
+  per_device_train_batch_size: 8
+""", encoding="utf-8")
+    result = invoke("finetune", recipe, "--quiet")
+    assert result.exit_code == 0, result.output
+    return tmp_path / name
+
+
+def test_pair_student_with_layer_matching_and_a_multi_label_student(tiny_en_model: Path, tmp_path: Path) -> None:
+    from conftest import NEGATIVE, NEUTRAL, POSITIVE
+
+    rng = random.Random(4)
+    pairs = [{"premise": " ".join(rng.sample(NEUTRAL, 3)), "hypothesis": rng.choice(POSITIVE if i % 2 else NEGATIVE),
+              "label": "yes" if i % 2 else "no"} for i in range(64)]
+    teacher = _classification_teacher(tmp_path, tiny_en_model, pairs,
+                                      "  text_column: premise\n  text_pair_column: hypothesis\n", "pairs")
+    result = invoke("distill", teacher, "distill.student_layers=1", "distill.hidden_weight=1.0", "--output",
+                    tmp_path / "pair-student")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "pair-student" / "distill.json").read_text())
+    assert report["kept_layers"] == [1] and "student_score" in report
+    result = invoke("predict", tmp_path / "pair-student", tmp_path / "pairs-test.jsonl", "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 16
+
+    tags = [{"text": " ".join([rng.choice(POSITIVE)] * (i % 2) + [rng.choice(NEGATIVE)] * (i // 2 % 2)
+                              + rng.sample(NEUTRAL, 2)), "label": ["pos"] * (i % 2) + ["neg"] * (i // 2 % 2)}
+            for i in range(64)]
+    teacher = _classification_teacher(tmp_path, tiny_en_model, tags, "classification:\n  problem_type: multi_label\n",
+                                      "tags")
+    result = invoke("distill", teacher, "distill.student_layers=1", "--output", tmp_path / "tags-student")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tags-student" / "distill.json").read_text())
+    assert report["metric"] in json.loads((tmp_path / "tags-student" / "metrics.json").read_text())["test"]
+
+
+def test_a_classification_student_may_have_another_tokenizer(teacher: Path, tiny_en_model: Path,
+                                                             tmp_path: Path) -> None:
+    """distill.student=MODEL with a vocabulary of its own: the teacher scores the texts its own way."""
+    from transformers import AutoTokenizer, BertTokenizer
+
+    own = AutoTokenizer.from_pretrained(tiny_en_model)
+    vocab = sorted(own.get_vocab(), key=own.get_vocab().get)
+    shuffled = vocab[:5] + sorted(vocab[5:])  # the same pieces, other ids
+    other = tmp_path / "other-vocab"
+    other.mkdir()
+    (other / "vocab.txt").write_text("\n".join(shuffled) + "\n", encoding="utf-8")
+    BertTokenizer(vocab=str(other / "vocab.txt"), model_max_length=128).save_pretrained(other)
+    (other / "vocab.txt").unlink(missing_ok=True)
+    from conftest import _save_tiny_model
+
+    _save_tiny_model(other, len(shuffled))
+    result = invoke("distill", teacher, f"distill.student={other}", "distill.epochs=1", "--output", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    saved = AutoTokenizer.from_pretrained(tmp_path / "s")
+    assert saved.get_vocab() == AutoTokenizer.from_pretrained(other).get_vocab() != own.get_vocab()
+    assert "student_score" in json.loads((tmp_path / "s" / "distill.json").read_text())
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line, exit 1, nothing written
 
