@@ -212,9 +212,11 @@ def model_card(*, recipe: Any, model_desc: str, task_desc: str, labels: list[str
             origin = f" from `{where}`" if where else (" (held out from train with the recipe's seed)" if split == "validation" else "")
             lines.append(f"- {split}: {split_sizes[split]} examples{origin}")
     if lengths:
+        cut = (lengths["note_windows"] if "note_windows" in lengths else
+               f"{lengths.get('truncated', 0)} ({lengths.get('truncated_pct', 0)} %) longer than "
+               f"max_length={recipe.max_length}")
         lines.append(f"- Tokens per training example: median {lengths.get('tokens_p50')}, 90th percentile "
-                     f"{lengths.get('tokens_p90')}, max {lengths.get('tokens_max')}; {lengths.get('truncated', 0)} "
-                     f"({lengths.get('truncated_pct', 0)} %) longer than max_length={recipe.max_length}")
+                     f"{lengths.get('tokens_p90')}, max {lengths.get('tokens_max')}; {cut}")
     if labels:
         lines += ["", "## Labels", "", ", ".join(f"`{label}`" for label in labels[:100])]
     lines += ["", "## Hyper-parameters", "", "| key | value |", "|---|---|"]

@@ -318,6 +318,14 @@ def _build(cls: type, values: dict[str, Any], prefix: str, errors: list[str], fi
         if key not in names:
             errors.append(f"unknown key '{where}'{_suggest(key, names)}")
             continue
+        if dataclasses.is_dataclass(hints[key]):  # a nested section, e.g. classification.windows
+            if not isinstance(value, dict):
+                errors.append(f"'{where}' must be a mapping of {', '.join(f.name for f in dataclasses.fields(hints[key]))}")
+                continue
+            built = _build(hints[key], value, f"{where}.", errors)
+            if built is not None:  # else the error is recorded and the default stands in
+                kwargs[key] = built
+            continue
         ok, converted = _type_ok(value, hints[key])
         if not ok:
             errors.append(f"'{where}' must be {_describe(hints[key])}, got {value!r} (override with {where}=...)")

@@ -280,7 +280,8 @@ def evaluate_split(p: Prepared, model: Any, split: str, batch_size: int
     """Full metrics, prediction rows and any extra JSON artifacts (e.g. QA's nbest file) for one split."""
     precision = hardware.resolve_precision(p.recipe.precision)
     feats = p.features[split]
-    outputs_ = p.task.infer(model, feats, p.tokenizer, precision, batch_size, desc=f"evaluating {split}")
+    outputs_ = p.task.infer(model, feats, p.tokenizer, precision, batch_size, desc=f"evaluating {split}",
+                            recipe=p.recipe)
     artifacts = p.task.artifacts(p.spec, p.recipe, outputs_, p.raw[split]) if p.task.artifacts is not None else {}
     return (p.task.report(p.spec, p.recipe, outputs_, feats),
             p.task.prediction_rows(p.spec, p.recipe, outputs_, p.raw[split]), artifacts)
@@ -332,11 +333,10 @@ def _fit_on_validation(p: Prepared, model: Any, work: Path, batch_size: int) -> 
         return {}
     import json
 
-    import numpy as np
-
     feats = p.features["validation"]
-    logits = p.task.infer(model, feats, p.tokenizer, hardware.resolve_precision(p.recipe.precision), batch_size)
-    fitted = p.task.fit_on_validation(p.spec, p.recipe, logits, np.asarray(feats["labels"]))
+    logits = p.task.infer(model, feats, p.tokenizer, hardware.resolve_precision(p.recipe.precision), batch_size,
+                          recipe=p.recipe)
+    fitted = p.task.fit_on_validation(p.spec, p.recipe, logits, feats)
     if fitted:
         log("fitted on validation: " + ", ".join(f"{k.removeprefix('bertkit_')} {v}" for k, v in fitted.items()))
         config = json.loads((work / "config.json").read_text(encoding="utf-8"))

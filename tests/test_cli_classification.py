@@ -355,7 +355,10 @@ def test_temperature_lowers_the_validation_nll_it_was_fitted_on() -> None:
         return float(-np.log(p[np.arange(300), gold]).mean())
 
     before = nll()
-    fitted = classification.fit_on_validation(spec, recipe, logits, gold)
+    import datasets
+
+    validation = datasets.Dataset.from_dict({"labels": gold.tolist()})  # the validation features' labels
+    fitted = classification.fit_on_validation(spec, recipe, logits, validation)
     assert fitted["bertkit_temperature"] == spec.temperature != 1.0
     assert nll() < before
     raw = classification.Spec("single_label", ["a", "b"], [0, 1])  # temperature 1

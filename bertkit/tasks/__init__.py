@@ -37,7 +37,9 @@ class Task:
     features: Callable[..., Any]  # (dataset, tokenizer, recipe, spec, split) -> (Dataset, length report)
     collator: Callable[..., Any]  # (tokenizer, spec) -> the Trainer's data collator
     compute_metrics: Callable[..., Any]  # (spec, recipe) -> the Trainer's metric function (several processes)
-    infer: Callable[..., Any]  # (model, features, tokenizer, precision, batch_size, desc) -> raw outputs
+    # (model, features, tokenizer, precision, batch_size, desc, recipe) -> raw outputs, one entry per raw row
+    # (classification: windows combined per text) or per window (ner, qa: decoded later)
+    infer: Callable[..., Any]
     report: Callable[..., dict[str, Any]]  # (spec, recipe, outputs, features) -> metrics.json's split entry
     prediction_rows: Callable[..., list[dict[str, Any]]]  # (spec, recipe, outputs, raw) -> predictions.jsonl
     predict_batch: Callable[..., list[dict[str, Any]]]  # (spec, recipe, tokenizer, model, rows, precision, batch)
@@ -49,7 +51,7 @@ class Task:
     artifacts: Callable[..., dict[str, Any]] | None = None  # (spec, recipe, outputs, raw) -> {file: JSON}
     load_raw: Callable[..., Any] | None = None  # recipe -> DatasetDict, instead of data.load (mlm corpora)
     before_training: Callable[..., dict[str, Any]] | None = None  # (prepared, model, evaluate) -> "before" metrics
-    # (spec, recipe, validation logits, labels) -> settings fitted on validation and saved in config.json
+    # (spec, recipe, validation logits, validation features) -> settings fitted on validation, saved in config.json
     # (classification: decision thresholds, a calibration temperature); {} when the recipe asks for none
     fit_on_validation: Callable[..., dict[str, Any]] | None = None
     # (model, inputs) -> (loss, outputs): the loss without the model's full forward (mlm: the head at

@@ -5,6 +5,13 @@ and saved as ``id2label``/``label2id`` in the model config, so evaluation and pr
 later data map labels the same way; an evaluation label the model does not know is an error.
 Inputs longer than ``max_length`` are cut by the recipe's ``classification.truncation`` rule
 (head, tail or head+tail) and always counted and reported, never cut silently.
+
+``truncation: windows`` reads the whole text instead: a text longer than ``max_length`` becomes several
+overlapping windows (``text_windows.spans``), each a feature row with a ``doc`` column naming its text.
+Training sees every window with its text's label; ``infer`` returns one row of logits per text, the
+windows' logits combined (``windows.aggregate``: mean or max, per label), as ``DocumentLogits`` that
+also carry each text's window count. Everything after ``infer`` (metrics, thresholds, prediction rows)
+therefore sees one row per text, as without windows.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import numpy as np
 from bertkit import encoding
 from bertkit.errors import BertkitError
 from bertkit.recipe import Recipe, register_task_options
+from bertkit.tasks import text_windows
+from bertkit.tasks.text_windows import DocumentLogits, Windows, combine_windows, document_labels, window_counts
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,10 @@ class Options:
     class_weights: bool = False  # weight the loss by inverse class frequency (single-label only)
     # How to fit texts longer than max_length: keep the head, the tail, or both ends (head+tail
     # did best on long IMDb reviews in Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?").
-    truncation: Literal["head", "tail", "head_tail"] = "head"
+    # windows: the whole text in overlapping windows (see Windows), one prediction per text.
+    truncation: Literal["head", "tail", "head_tail", "windows"] = "head"
     head_tokens: int = 128  # with truncation=head_tail: tokens kept from the start
+    windows: Windows = field(default_factory=Windows)
 
     def check(self, recipe: Recipe) -> list[str]:
         problems = []
@@ -44,9 +55,27 @@ class Options:
             problems.append("'classification.threshold: auto' and 'classification.calibrate' do not apply to regression")
         if self.truncation == "head_tail" and not 0 <= self.head_tokens <= recipe.max_length - 3:
             problems.append(f"'classification.head_tokens' must be between 0 and max_length-3 ({recipe.max_length - 3})")
+        if self.truncation == "windows":
+            problems += self._check_windows(recipe)
         if self.class_weights and self.problem_type != "single_label":
             problems.append("'classification.class_weights' applies to problem_type single_label only")
         return problems
+
+    def _check_windows(self, recipe: Recipe) -> list[str]:
+        w, problems = self.windows, []
+        if recipe.data.text_pair_column:
+            problems.append("'classification.truncation: windows' reads single texts; for text pairs use head, tail "
+                            "or head_tail")
+        if w.stride is not None and not 0 <= w.stride <= recipe.max_length // 2:
+            problems.append(f"'classification.windows.stride' must be between 0 and half of max_length "
+                            f"({recipe.max_length // 2}), got {w.stride}: it is the overlap between windows, so each "
+                            "window moves on by at least as many tokens as it shares")
+        if w.max_windows < 1:
+            problems.append(f"'classification.windows.max_windows' must be 1 or more, got {w.max_windows}")
+        return problems
+
+    def window_stride(self, max_length: int) -> int:
+        return self.windows.stride if self.windows.stride is not None else max_length // 4
 
 
 register_task_options("classification", Options)
@@ -251,24 +280,38 @@ def encode_label(spec: Spec, value: Any, where: str) -> Any:
     return spec.label_id(value, where)
 
 
-def encode_texts(tokenizer: Any, recipe: Recipe, texts: list[str], pairs: list[str] | None) -> tuple[list[dict[str, Any]], list[int]]:
-    """Model inputs for texts (and optional pairs) plus each example's untruncated length."""
+def encode_texts(tokenizer: Any, recipe: Recipe, texts: list[str], pairs: list[str] | None
+                 ) -> tuple[list[dict[str, Any]], list[int]]:
+    """Model inputs for texts (and optional pairs) plus each text's untruncated length. With
+    ``truncation: windows`` a text gives one row per window, each with the text's index as ``doc``."""
     opts = recipe.options
     first = encoding.token_ids(tokenizer, [str(t) for t in texts])
     second = encoding.token_ids(tokenizer, [str(t) for t in pairs]) if pairs is not None else None
     template = encoding.template(tokenizer)
     specials = template.n_specials(second is not None)
     budget = recipe.max_length - specials
+    windows = opts.truncation == "windows"
+    stride = opts.window_stride(recipe.max_length) if windows else 0
     rows, full_lengths = [], []
+
+    def add(ids: list[int], types: list[int], doc: int) -> None:
+        row = {"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "length": len(ids)}
+        if windows:
+            row["doc"] = doc
+        rows.append(row)
+
     for i, a in enumerate(first):
-        if second is None:
-            full_lengths.append(len(a) + specials)
-            ids, types = template.wrap(encoding.fit_single(a, budget, opts.truncation, opts.head_tokens))
-        else:
+        if second is not None:
             b = second[i]
             full_lengths.append(len(a) + len(b) + specials)
-            ids, types = template.wrap(*encoding.fit_pair(a, b, budget))
-        rows.append({"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "length": len(ids)})
+            add(*template.wrap(*encoding.fit_pair(a, b, budget)), i)
+            continue
+        full_lengths.append(len(a) + specials)
+        if windows:
+            for start, end in text_windows.spans(len(a), budget, stride, opts.windows.max_windows):
+                add(*template.wrap(a[start:end]), i)
+        else:
+            add(*template.wrap(encoding.fit_single(a, budget, opts.truncation, opts.head_tokens)), i)
     return rows, full_lengths
 
 
@@ -281,14 +324,32 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     pairs = dataset[d.text_pair_column] if d.text_pair_column else None
     rows, full_lengths = encode_texts(tokenizer, recipe, dataset[d.text_column], pairs)
     if with_labels:
-        for i, (row, value) in enumerate(zip(rows, dataset[d.label_column])):
-            row["labels"] = encode_label(spec, value, f"{split} data, row {i + 1}")
-    return datasets.Dataset.from_list(rows), length_report(full_lengths, recipe.max_length)
+        encoded = [encode_label(spec, value, f"{split} data, row {i + 1}")
+                   for i, value in enumerate(dataset[d.label_column])]
+        for i, row in enumerate(rows):
+            row["labels"] = encoded[row.get("doc", i)]
+    if recipe.options.truncation != "windows":
+        return datasets.Dataset.from_list(rows), length_report(full_lengths, recipe.max_length)
+    return (datasets.Dataset.from_list(rows), length_report(full_lengths, recipe.max_length,
+                                                            windows_needed(tokenizer, recipe, full_lengths),
+                                                            recipe.options.windows.max_windows))
 
 
-def length_report(full_lengths: list[int], max_length: int) -> dict[str, Any]:
+def windows_needed(tokenizer: Any, recipe: Recipe, full_lengths: list[int]) -> list[int]:
+    """How many windows each text (of ``full_lengths`` tokens, specials included) needs to be read whole."""
+    specials = encoding.template(tokenizer).n_specials(False)
+    stride = recipe.options.window_stride(recipe.max_length)
+    return [len(text_windows.spans(n - specials, recipe.max_length - specials, stride, 10**9)) for n in full_lengths]
+
+
+def length_report(full_lengths: list[int], max_length: int, windows_needed: list[int] | None = None,
+                  max_windows: int = 0) -> dict[str, Any]:
+    """Token-length percentiles and what was cut; with windows, how many texts needed several windows and
+    how many needed more than ``max_windows`` (``text_windows.report``)."""
     stats, truncated, pct = encoding.length_stats(full_lengths, max_length)
-    return {**stats, "truncated": truncated, "truncated_pct": pct}
+    if windows_needed is None:
+        return {**stats, "truncated": truncated, "truncated_pct": pct}
+    return {**stats, **text_windows.report(windows_needed, max_length, max_windows)}
 
 
 def collator(tokenizer: Any, spec: Any = None) -> Any:
@@ -301,13 +362,23 @@ def collator(tokenizer: Any, spec: Any = None) -> Any:
 # Metrics and predictions
 
 
-def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None) -> np.ndarray:
-    """Logits (examples, labels) for tokenised features, via the shared length-sorted inference."""
+def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None,
+          recipe: Recipe | None = None) -> np.ndarray:
+    """Logits (texts, labels) for tokenised features, via the shared length-sorted inference; windows
+    (a ``doc`` column) are combined per text by the recipe's ``windows.aggregate`` (mean without a recipe)."""
+    docs = feats["doc"] if "doc" in feats.column_names else None
+    how = recipe.options.windows.aggregate if recipe is not None else "mean"
+    return _logits(model, list(feats), docs, how, tokenizer, precision, batch_size, desc)
+
+
+def _logits(model: Any, rows: list[dict[str, Any]], docs: list[int] | None, how: str, tokenizer: Any,
+            precision: str, batch_size: int, desc: str | None = None) -> np.ndarray:
     from bertkit import inference
 
-    out = inference.forward(model, list(feats), pad_id=tokenizer.pad_token_id, batch_size=batch_size,
+    out = inference.forward(model, rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
                             precision=precision, desc=desc)
-    return np.stack(out["logits"])
+    logits = np.stack(out["logits"])
+    return logits if docs is None else combine_windows(logits, window_counts(docs), how)
 
 
 def probabilities(spec: Spec, logits: np.ndarray) -> np.ndarray:
@@ -337,7 +408,7 @@ def decide(spec: Spec, threshold: float | str, probs: np.ndarray) -> np.ndarray:
     return probs.argmax(-1)
 
 
-def fit_on_validation(spec: Spec, recipe: Recipe, logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def fit_on_validation(spec: Spec, recipe: Recipe, logits: np.ndarray, feats: Any) -> dict[str, Any]:
     """The temperature (``calibrate``) and threshold(s) (``threshold: auto``) that suit the validation
     split; set on ``spec`` and returned as the config.json keys that keep them with the model."""
     from scipy.optimize import minimize_scalar
@@ -346,7 +417,7 @@ def fit_on_validation(spec: Spec, recipe: Recipe, logits: np.ndarray, labels: np
     if spec.problem_type == "regression" or not (opts.calibrate or opts.threshold == "auto"):
         return {}
     logits = np.asarray(logits, dtype=np.float64)
-    gold = np.asarray(labels)
+    gold = document_labels(feats)
     fitted: dict[str, Any] = {}
     if opts.calibrate:
         def nll(log_t: float) -> float:
@@ -445,7 +516,7 @@ def compute_metrics(spec: Spec, recipe: Recipe) -> Any:
 
 
 def report(spec: Spec, recipe: Recipe, logits: np.ndarray, feats: Any) -> dict[str, Any]:
-    return _scores(spec, recipe.options.threshold, logits, np.asarray(feats["labels"]), detailed=True)
+    return _scores(spec, recipe.options.threshold, logits, document_labels(feats), detailed=True)
 
 
 def predict_row(spec: Spec, threshold: float | str, logits_row: np.ndarray) -> dict[str, Any]:
@@ -476,6 +547,8 @@ def prediction_rows(spec: Spec, recipe: Recipe, logits: np.ndarray, raw: Any) ->
                 gold = spec.labels[spec.label_id(gold, f"row {i + 1}")]
             row["gold"] = gold
         row.update(predict_row(spec, recipe.options.threshold, logits[i]))
+        if isinstance(logits, DocumentLogits):
+            row["windows"] = logits.windows[i]
         rows.append(row)
     return rows
 
@@ -498,12 +571,20 @@ def predict_batch(spec: Spec, recipe: Recipe, tokenizer: Any, model: Any, rows: 
     texts = [str(r.get(d.text_column, "")) for r in rows]
     pairs = [str(r.get(d.text_pair_column, "")) for r in rows] if d.text_pair_column else None
     feats, full_lengths = encode_texts(tokenizer, recipe, texts, pairs)
-    logits_all = infer(model, feats, tokenizer, precision, batch_size)
+    windows = recipe.options.truncation == "windows"
+    docs = [r["doc"] for r in feats] if windows else None
+    logits_all = _logits(model, feats, docs, recipe.options.windows.aggregate, tokenizer, precision, batch_size)
+    needed = windows_needed(tokenizer, recipe, full_lengths) if windows else None
     results = []
-    for row, logits, n in zip(rows, logits_all, full_lengths):
+    for i, (row, logits, n) in enumerate(zip(rows, logits_all, full_lengths)):
         result = {k: row[k] for k in ("id",) if k in row}
         result.update(predict_row(spec, recipe.options.threshold, logits))
-        if n > recipe.max_length:
+        if needed is not None:
+            result["windows"] = logits_all.windows[i]
+            if needed[i] > logits_all.windows[i]:
+                result["truncated"] = True  # its middle windows were left out (windows.max_windows)
+        elif n > recipe.max_length:
             result["truncated"] = True
         results.append(result)
     return results
+

@@ -165,11 +165,14 @@ def load_raw(recipe: Recipe) -> Any:
 
 def clean_split(dataset: Any, recipe: Recipe, split: str) -> tuple[Any, int]:
     """Check the text column, then drop (or refuse) blank documents; return (dataset, n_dropped)."""
+    from bertkit import console
     from bertkit.data import require_columns
 
     column = recipe.data.text_column
     require_columns(dataset, {"text_column": column}, split)
-    kept = dataset.filter(corpus.has_text, input_columns=column, batched=True, desc=f"checking {split} documents")
+    with console.library_phase(len(dataset), f"checking {split} documents") as counted:
+        kept = dataset.filter(counted(corpus.has_text), input_columns=column, batched=True,
+                              desc=f"checking {split} documents")
     dropped = len(dataset) - len(kept)
     if dropped and recipe.data.empty_text == "error":
         raise BertkitError(f"the {split} corpus has {dropped} blank documents", "remove them, or set data.empty_text=drop")
@@ -253,7 +256,7 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
     """Tokenise and cut a split (cached on disk); mask evaluation splits once with the recipe's seed."""
     import datasets
 
-    from bertkit import encoding
+    from bertkit import console, encoding
 
     opts = recipe.options
     size = block_size(recipe, tokenizer)
@@ -261,13 +264,14 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
                                "word_ids": datasets.Sequence(datasets.Value("int16")),
                                "piece": datasets.Value("int32"), "length": datasets.Value("int32")})
     processes = opts.num_proc or (min(os.cpu_count() or 1, 8) if len(dataset) >= 10_000 else None)
-    feats = dataset.map(
-        corpus.encode_batch, batched=True, remove_columns=dataset.column_names, features=types,
-        fn_kwargs={"tokenizer": tokenizer, "column": recipe.data.text_column, "budget": size - encoding.n_specials(tokenizer, False),
-                   "line_by_line": opts.line_by_line},
-        num_proc=processes if processes and processes > 1 else None, desc=f"tokenising {split}",
-        new_fingerprint=_fingerprint(dataset._fingerprint, _tokenizer_identity(tokenizer), recipe.data.text_column,
-                                     size, opts.line_by_line))
+    with console.library_phase(len(dataset), f"tokenising {split}") as counted:
+        feats = dataset.map(
+            counted(corpus.encode_batch), batched=True, remove_columns=dataset.column_names, features=types,
+            fn_kwargs={"tokenizer": tokenizer, "column": recipe.data.text_column, "budget": size - encoding.n_specials(tokenizer, False),
+                       "line_by_line": opts.line_by_line},
+            num_proc=processes if processes and processes > 1 else None, desc=f"tokenising {split}",
+            new_fingerprint=_fingerprint(dataset._fingerprint, _tokenizer_identity(tokenizer), recipe.data.text_column,
+                                         size, opts.line_by_line))
     if len(feats) == 0:
         raise BertkitError(f"the {split} corpus holds no tokens", "check that its text is in the tokenizer's language")
     lengths = feats["length"]
@@ -281,9 +285,11 @@ def features(dataset: Any, tokenizer: Any, recipe: Recipe, spec: Spec, split: st
         report["note_blocks"] = f"{len(dataset)} documents in {len(feats)} blocks of up to {size} tokens, [SEP] between documents"
     if split != "train":
         collate = masking.Collator.for_tokenizer(tokenizer, spec.rates)
-        feats = feats.map(collate.mask_fixed, batched=True, with_indices=True, remove_columns=["word_ids", "piece"],
-                          fn_kwargs={"seed": recipe.seed}, desc=f"masking {split} (seed {recipe.seed})",
-                          new_fingerprint=_fingerprint(feats._fingerprint, recipe.seed, spec.rates, len(tokenizer)))
+        with console.library_phase(len(feats), f"masking {split} (seed {recipe.seed})") as counted:
+            feats = feats.map(counted(collate.mask_fixed), batched=True, with_indices=True,
+                              remove_columns=["word_ids", "piece"], fn_kwargs={"seed": recipe.seed},
+                              desc=f"masking {split} (seed {recipe.seed})",
+                              new_fingerprint=_fingerprint(feats._fingerprint, recipe.seed, spec.rates, len(tokenizer)))
         report["masked_tokens"] = int(sum(feats["masked"]))
         if report["masked_tokens"] == 0:
             raise BertkitError(f"the {split} split is too small to measure: no token was chosen for prediction",
@@ -320,8 +326,8 @@ def _scan(model: Any, rows: Any, lengths: list[int], tokenizer: Any, precision: 
     """Per example: the predicted positions, gold ids, the ``top`` best ids with log-probabilities, and the
     negative log-likelihood of the gold id (rows carry ``input_ids`` and ``labels``)."""
     import torch
-    from tqdm.auto import tqdm
 
+    from bertkit import console
     from bertkit.hardware import autocast
     from bertkit.inference import length_sorted_batches
 
@@ -330,7 +336,7 @@ def _scan(model: Any, rows: Any, lengths: list[int], tokenizer: Any, precision: 
     model.eval()
     max_tokens = max(max(lengths, default=1), LOGITS_BUDGET // model.config.vocab_size)
     results: list[dict[str, Any]] = [{} for _ in lengths]
-    bar = tqdm(total=len(lengths), desc=desc, disable=desc is None, unit="ex")
+    bar = console.progress(len(lengths), desc)
     with torch.inference_mode(), autocast(precision, on):
         for idx in length_sorted_batches(lengths, batch_size, max_tokens):
             batch = collate([rows[i] for i in idx])
@@ -353,7 +359,8 @@ def _scan(model: Any, rows: Any, lengths: list[int], tokenizer: Any, precision: 
     return results
 
 
-def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None) -> list[dict[str, Any]]:
+def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None,
+          recipe: Any = None) -> list[dict[str, Any]]:
     outputs = _scan(model, feats, list(feats["length"]), tokenizer, precision, batch_size, 1, desc)
     for out in outputs:
         out["gold_tokens"] = tokenizer.convert_ids_to_tokens(out["gold"].tolist())

@@ -39,7 +39,8 @@ def compute_metrics(spec: Spec, recipe: Recipe) -> Any:
     return fn
 
 
-def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None) -> list[Scored]:
+def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None,
+          recipe: Any = None) -> list[Scored]:
     """Per-token logits of every window, merged back into whole examples (in example order)."""
     from bertkit import inference
 

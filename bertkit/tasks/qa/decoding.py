@@ -40,7 +40,8 @@ def _outputs_from(feats: Any, start_logits: list[np.ndarray], end_logits: list[n
     return Outputs(windows, start_logits, end_logits, [examples[i] for i in range(len(examples))])
 
 
-def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None) -> Outputs:
+def infer(model: Any, feats: Any, tokenizer: Any, precision: str, batch_size: int, desc: str | None = None,
+          recipe: Any = None) -> Outputs:
     """Start/end logits of every window, through the shared length-sorted inference."""
     from bertkit import inference
 
