@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
+from bertkit.cli_launch import ACCELERATE_CONFIG_HELP, INFER_PROCESSES_HELP, NUM_PROCESSES_HELP
+from bertkit.cli_launch import command_line as _command_line
+from bertkit.cli_launch import launch_if_asked as _launch
 from bertkit.errors import BertkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -66,49 +67,6 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _command_line() -> str:
-    from bertkit import distributed
-
-    # A process started by --num-processes gets the command as the user typed it, launcher flags included.
-    return os.environ.get(distributed.COMMAND_LINE) or "bertkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-LAUNCH_OPTIONS = ("num_processes", "accelerate_config")
-
-
-def _same_command(ctx: typer.Context) -> list[str]:
-    """This command's words, rebuilt from its parsed parameters, without the launcher's own options."""
-    words = [ctx.info_name or ""]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in LAUNCH_OPTIONS or value is None:
-            continue
-        if param.param_type_name == "argument":
-            words += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-        elif value != param.default:
-            if param.is_flag:
-                words.append(param.opts[0] if value else param.secondary_opts[0])
-            else:
-                for item in value if param.multiple else [value]:
-                    words += [param.opts[0], str(item)]
-    return words
-
-
-def _launch(ctx: typer.Context, num_processes: Optional[int], accelerate_config: Optional[str]) -> bool:
-    """Run this command on several processes when asked to; True when it did (and succeeded)."""
-    if not accelerate_config and (num_processes or 1) == 1:
-        return False
-    from bertkit import distributed
-
-    code = distributed.launch(_same_command(ctx), num_processes=num_processes, config_file=accelerate_config,
-                              command_line=_command_line())
-    if code:
-        raise typer.Exit(code)
-    return True
-
-
-NUM_PROCESSES_HELP = "train on N processes through Accelerate (one per GPU; CPU processes without GPUs)"
-ACCELERATE_CONFIG_HELP = "accelerate config file: machines, DeepSpeed, FSDP (examples in recipes/accelerate/)"
 
 
 def _resolve_recipe_path(recipe: str) -> str:
@@ -129,6 +87,7 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
 
 
 OVERRIDES_HELP = "key=value overrides, e.g. training.learning_rate=3e-5 data.train=train.jsonl"
+QUIET_HELP = "no progress bars or lines, only the results"
 
 
 @app.command()
@@ -139,9 +98,9 @@ def finetune(
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, help=NUM_PROCESSES_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=NUM_PROCESSES_HELP),
     accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also every training log record, one line each"),
     seeds: int = typer.Option(1, "--seeds", help="train N times with seeds seed..seed+N-1; keep the best on "
                               "validation; metrics.json gains mean, std and values per metric"),
@@ -213,7 +172,7 @@ def distill(
                                                     "compare_labels_only, epochs) and recipe overrides of the teacher's recipe"),
     output: str = typer.Option(..., "--output", "-o", help="the student's model directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines, only the results"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Distill a fine-tuned teacher into a smaller student (fewer layers or another encoder) on its data."""
     from bertkit import console
@@ -243,11 +202,14 @@ def tune(
     study: Optional[str] = typer.Option(None, "--study", help="study name in the storage (default: bertkit)"),
     grace: int = typer.Option(60, "--grace", help="a shared study's trial whose worker sent no heartbeat for this many "
                               "seconds is marked failed and its slot run again"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Search learning rate, epochs, batch size, warmup and weight decay (or the recipe's tune: block) with Optuna."""
+    from bertkit import console
     from bertkit import recipe as recipe_mod
     from bertkit import tune as tune_mod
 
+    console.set_level("quiet" if quiet else "normal")
     resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])
     best = tune_mod.run(resolved, trials=trials, timeout=timeout, storage=storage, study_name=study, grace=grace)
     values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["values"].items())
@@ -271,9 +233,13 @@ def export(
     force: bool = typer.Option(False, "--force", help="write the export even under --min-agreement, or with "
                                "fewer unseen check rows than export.MIN_UNSEEN_ROWS (200)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Export a trained model to ONNX (fp32 or int8), checked against the PyTorch model (export_report.json)."""
+    from bertkit import console
     from bertkit import export as export_mod
+
+    console.set_level("quiet" if quiet else "normal")
 
     report = export_mod.run(model_dir, output, quantize=quantize, activations=activations, calibration=calibration,
                             check=check, min_agreement=min_agreement, force=force, overwrite=overwrite)
@@ -289,17 +255,23 @@ def serve(
     port: int = typer.Option(8000, "--port"),
     max_batch: int = typer.Option(64, "--max-batch", help="inputs run together at most"),
     wait_ms: float = typer.Option(5.0, "--wait-ms", help="how long the first request waits for others to batch with"),
+    workers: int = typer.Option(1, "--workers", help="worker processes behind the port, each with the model loaded "
+                                "once and its share of the CPU cores"),
 ) -> None:
     """Serve a trained model over HTTP: POST /predict {"inputs": [...]}, GET /health, GET /metadata."""
     from pathlib import Path
 
     from bertkit import serve as serve_mod
 
+    if workers < 1:
+        raise BertkitError(f"--workers must be 1 or more, got {workers}", "give --workers 1 for one process")
     if not (Path(model_dir) / "config.json").is_file():
         raise BertkitError(f"{model_dir} is not a trained model directory (no config.json)",
                            "give the output_dir of bertkit finetune")
-    typer.echo(f"serving {model_dir} on http://{host}:{port} (POST /predict, GET /health, GET /metadata)", err=True)
-    serve_mod.run(model_dir, host, port, max_batch=max_batch, wait_ms=wait_ms)
+    processes = f", {workers} worker processes" if workers > 1 else ""
+    typer.echo(f"serving {model_dir} on http://{host}:{port} (POST /predict, GET /health, GET /metadata{processes})",
+               err=True)
+    serve_mod.run(model_dir, host, port, max_batch=max_batch, wait_ms=wait_ms, workers=workers)
 
 
 @app.command()
@@ -307,10 +279,14 @@ def serve(
 def validate(
     recipe: str = typer.Argument(..., help="recipe YAML (path or shipped name)"),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Dry run: resolve the recipe, load data and tokenizer, check columns and labels, report lengths."""
+    from bertkit import console
     from bertkit import recipe as recipe_mod
     from bertkit import train
+
+    console.set_level("quiet" if quiet else "normal")
 
     resolved = recipe_mod.load(_resolve_recipe_path(recipe), overrides or [])
     prepared = train.prepare(resolved)
@@ -324,18 +300,27 @@ def validate(
 @app.command()
 @handled
 def evaluate(
+    ctx: typer.Context,
     model_dir: str = typer.Argument(..., help="a trained model directory or its ONNX export"),
     data: str = typer.Argument(..., help="data file (csv/tsv/json/jsonl/parquet) or hub dataset id"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.text_column=review"),
     split: Optional[str] = typer.Option(None, "--split", help="hub dataset split (default: test)"),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", help="where to write metrics.json and predictions.jsonl"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=INFER_PROCESSES_HELP),
+    accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
 ) -> None:
     """Evaluate a trained model on a dataset and write a metrics report."""
-    from bertkit import evaluation
+    from bertkit import console, distributed, evaluation
 
+    console.set_level("quiet" if quiet else "normal")
+    if _launch(ctx, num_processes, accelerate_config):
+        return
     metrics, target = evaluation.evaluate(model_dir, data, split=split, overrides=overrides or [],
                                           output_dir=output_dir, batch_size=batch_size)
+    if not distributed.is_main_process():
+        return
     _print_metrics("metrics", metrics)
     typer.echo(f"wrote {target / 'metrics.json'} and {target / 'predictions.jsonl'}")
 
@@ -343,6 +328,7 @@ def evaluate(
 @app.command()
 @handled
 def predict(
+    ctx: typer.Context,
     model_dir: str = typer.Argument(..., help="a trained model directory or its ONNX export"),
     source: Optional[str] = typer.Argument(None, help="input JSONL/CSV/TSV/TXT file, or - for stdin"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. data.text_column=review"),
@@ -351,15 +337,21 @@ def predict(
     text: Optional[str] = typer.Option(None, "--text", help="one text to predict instead of a file"),
     question: Optional[str] = typer.Option(None, "--question", help="QA: one question (with --context)"),
     context: Optional[str] = typer.Option(None, "--context", help="QA: the context of --question"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=INFER_PROCESSES_HELP),
+    accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
 ) -> None:
     """Predict labels with scores for every input line; JSONL out, one line per input."""
-    from bertkit import evaluation
+    from bertkit import console, distributed, evaluation
 
+    console.set_level("quiet" if quiet else "normal")
     if source is not None and "=" in source and (text or question or context):
         overrides, source = [source, *(overrides or [])], None  # `predict MODEL --text T key=value`
     one = _one_input(source, text, question, context)
+    if _launch(ctx, num_processes, accelerate_config):
+        return
     count = evaluation.predict(model_dir, source, output=output, overrides=overrides or [], batch_size=batch_size, one=one)
-    if output:
+    if output and distributed.is_main_process():
         typer.echo(f"wrote {count} predictions to {output}", err=True)
 
 
@@ -442,7 +434,9 @@ def init_model(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Save a randomly initialised BERT (with MLM head) for a tokenizer: the start for pretraining."""
-    from bertkit import build, outputs
+    from bertkit import build, console, outputs
+
+    console.set_level("normal")  # transformers' "Writing model shards" bar: verbose only
 
     work = outputs.prepare(output, overwrite=overwrite)
     build.init_model(tokenizer, size, str(work), seed=seed)
@@ -490,6 +484,7 @@ def tokenize(
 @app.command()
 @handled
 def embed(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="model directory, alias (minilm-l6) or hub id"),
     source: str = typer.Argument(..., help="input TXT (a text a line), JSONL, CSV or TSV file, or - for stdin"),
     pooling: str = typer.Option("mean", "--pooling", help="mean, max, cls or pooler"),
@@ -501,13 +496,22 @@ def embed(
     text_column: str = typer.Option("text", "--text-column", help="field holding the text in JSONL/CSV/TSV input"),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="tokens per input (default: the model's)"),
     batch_size: int = typer.Option(32, "--batch-size"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help=INFER_PROCESSES_HELP),
+    accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help=ACCELERATE_CONFIG_HELP),
 ) -> None:
     """Sentence vectors for every input line, their similarity matrix, or a semantic search over them."""
+    from bertkit import console, distributed
     from bertkit import embed as embed_mod
 
+    console.set_level("quiet" if quiet else "normal")
+    if _launch(ctx, num_processes, accelerate_config):
+        return
     result = embed_mod.run(model, source, pooling=pooling, normalize=normalize, output=output, similarity=similarity,
                            query=query, top_k=top_k, text_column=text_column, max_length=max_length,
                            batch_size=batch_size)
+    if not distributed.is_main_process():
+        return
     if result["truncated"]:
         typer.echo(f"note: {result['truncated']} inputs were longer than {result['max_length']} tokens and were cut",
                    err=True)

@@ -112,6 +112,30 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def join_group() -> bool:
+    """In a process that ``launch`` started for an inference command (``predict``, ``evaluate``, ``embed``):
+    join the process group the way Accelerate does for training (gloo between CPU processes, NCCL
+    between GPUs, this process's GPU made the current one). True when a group of several is up."""
+    if in_launched_process() and _group() is None:
+        from accelerate import PartialState
+
+        PartialState()
+    return _group() is not None
+
+
+def gather_indexed(local: dict[int, Any]) -> dict[int, Any]:
+    """Every process's ``{index: value}`` merged, on every process (a collective; pickled objects)."""
+    dist = _group()
+    if dist is None:
+        return local
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    merged: dict[int, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
 def sum_over_processes(values: list[int], device: Any) -> list[int]:
     """``values`` summed element-wise over all processes (a collective); unchanged on one process."""
     dist = _group()
@@ -275,7 +299,7 @@ def launch(command: list[str], *, num_processes: int | None, config_file: str | 
         codes = {f.exitcode for f in exc.failures.values()}
         if codes <= {130, 143}:  # a rank stopped by a signal, with a checkpoint: keep its exit code
             raise Interrupted(message, hint, max(codes) - 128) from None
-        raise BertkitError(f"training stopped because rank {failed} of {args.num_processes} failed: {message}",
+        raise BertkitError(f"bertkit stopped because rank {failed} of {args.num_processes} failed: {message}",
                            hint or "no output directory was published; fix the cause and run the command again"
                            ) from None
     except subprocess.CalledProcessError as exc:  # the single-process and multi-node DeepSpeed paths

@@ -350,10 +350,32 @@ def search(embedder: Embedder, texts: Iterable[tuple[dict[str, Any], str]], quer
 def run(model_ref: str, source: str, *, pooling: str = "mean", normalize: bool = False, output: str | None = None,
         similarity: bool = False, query: str | None = None, top_k: int | None = None, text_column: str = "text",
         max_length: int | None = None, batch_size: int = 32, chunk: int = 1024) -> dict[str, Any]:
-    """Check the options, open INPUT, load the model, then write vectors, a similarity matrix or search hits."""
-    from bertkit import console
+    """Check the options, open INPUT, load the model, then write vectors, a similarity matrix or search hits.
+
+    On several processes (``--num-processes``) each process embeds every N-th batch and gets all the
+    vectors back (``inference.across_processes``); the main process writes ``output``, the others write
+    into a scratch folder that is removed, so every process runs the same code to the end."""
+    import tempfile
+
+    from bertkit import distributed, inference
 
     check_options(pooling, output, similarity, query, top_k)
+    with inference.across_processes() as several, tempfile.TemporaryDirectory(prefix="bertkit-embed-") as scratch:
+        if several and source == "-":
+            raise BertkitError("embed on several processes reads a file, not standard input",
+                               "give the input as a file, or drop --num-processes")
+        if output and not distributed.is_main_process():
+            output = str(Path(scratch) / Path(output).name)
+        return _run(model_ref, source, pooling=pooling, normalize=normalize, output=output, similarity=similarity,
+                    query=query, top_k=top_k, text_column=text_column, max_length=max_length, batch_size=batch_size,
+                    chunk=chunk)
+
+
+def _run(model_ref: str, source: str, *, pooling: str, normalize: bool, output: str | None, similarity: bool,
+         query: str | None, top_k: int | None, text_column: str, max_length: int | None, batch_size: int,
+         chunk: int) -> dict[str, Any]:
+    from bertkit import console
+
     texts = read_texts(source, text_column)
     embedder = Embedder(model_ref, pooling, normalize, max_length, batch_size)
     result: dict[str, Any] = {"output": output, "max_length": embedder.max_length}

@@ -4,6 +4,10 @@ A bertkit output directory carries its ``recipe.yaml``, so the task, the column 
 options (max_length, truncation, threshold) come back from it; command-line ``key=value``
 overrides change them as in ``finetune``. A plain ``save_pretrained`` directory works too (a
 sequence classifier, with default column names).
+
+Launched on several processes (``--num-processes``), every process reads the same input and runs the
+same code; ``inference.across_processes`` shares out the model's batches and gathers the outputs, and
+the main process alone writes files, so the output equals one process's, row for row.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit import data as data_mod
-from bertkit import hardware, mistakes, models, onnx_model, outputs, tasks
+from bertkit import distributed, hardware, inference, mistakes, models, onnx_model, outputs, tasks
 from bertkit import recipe as recipe_mod
 from bertkit.errors import BertkitError
 from bertkit.train import Prepared, evaluate_split, log
@@ -50,6 +54,14 @@ def _data_source(data: str, split: str | None) -> dict[str, Any]:
 
 def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: list[str] | None = None,
              output_dir: str | None = None, batch_size: int = 64) -> tuple[dict[str, Any], Path]:
+    """Score ``model_dir`` on ``data``; write metrics.json, predictions.jsonl and errors.jsonl."""
+    with inference.across_processes():
+        return _evaluate(model_dir, data, split=split, overrides=overrides, output_dir=output_dir,
+                         batch_size=batch_size)
+
+
+def _evaluate(model_dir: str, data: str, *, split: str | None, overrides: list[str] | None,
+              output_dir: str | None, batch_size: int) -> tuple[dict[str, Any], Path]:
     recipe = saved_recipe(model_dir, overrides or [], _data_source(data, split))
     task = tasks.get(recipe.task)
     raw = data_mod.load(recipe.data, recipe.task)
@@ -78,6 +90,8 @@ def evaluate(model_dir: str, data: str, *, split: str | None = None, overrides: 
                        "lengths": lengths}
     metrics["seconds"] = round(seconds, 2)
     target = Path(output_dir) if output_dir else Path(model_dir) / "evaluations" / _slug(data, split)
+    if not distributed.is_main_process():
+        return metrics, target
     target.mkdir(parents=True, exist_ok=True)
     outputs.write_json(target / "metrics.json", metrics)
     outputs.write_jsonl(target / "predictions.jsonl", rows)
@@ -145,6 +159,17 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
     ``one`` replaces ``source`` with a single input from the command line: ``{"text": ...}``, or
     ``{"question": ..., "context": ...}`` for a question-answering model.
     """
+    with inference.across_processes() as several:
+        if several and one is None and source in (None, "-"):
+            raise BertkitError("predict on several processes reads a file, not standard input",
+                               "give the input as a file, or drop --num-processes")
+        return _predict(model_dir, source, output=output, overrides=overrides, batch_size=batch_size, chunk=chunk,
+                        one=one)
+
+
+def _predict(model_dir: str, source: str | None, *, output: str | None, overrides: list[str] | None,
+             batch_size: int, chunk: int, one: dict[str, str] | None) -> int:
+    import os
     import sys
 
     from bertkit import console
@@ -153,7 +178,11 @@ def predict(model_dir: str, source: str | None, *, output: str | None, overrides
     column = recipe.data.text_column
     out_path = Path(output) if output else None
     partial = out_path.with_name(out_path.name + ".partial") if out_path else None
-    sink = open(partial, "w", encoding="utf-8") if partial else sys.stdout
+    if not distributed.is_main_process():  # the main process writes what every process computed
+        out_path = partial = None
+        sink = open(os.devnull, "w", encoding="utf-8")
+    else:
+        sink = open(partial, "w", encoding="utf-8") if partial else sys.stdout
     count = 0
     # none with the predictions on stdout: on a terminal, a bar would tear their lines
     bar = console.progress(None, "predicting" if out_path else None)

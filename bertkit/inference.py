@@ -9,6 +9,11 @@ model itself is left in fp32, so a model that is saved afterwards is not rounded
 autocast: autocast keeps layer norms and residual additions in fp32 and casts activations back and
 forth around every matrix multiply, and those copies were a fifth of the CPU time.
 
+Inside ``across_processes()`` (the inference commands launched with ``--num-processes``), each process
+runs every N-th of the same batches and the outputs are gathered back on every process, so the result
+is what one process computes, batch for batch, in the same order. Outside it, forward never talks to
+other processes (a training run's final evaluation runs on the main process alone).
+
 What this does not do: tokenise (the task modules do) or interpret the outputs.
 """
 
@@ -25,6 +30,22 @@ CPU_MAX_TOKENS = 4096  # tokens per batch on a CPU (measured: bench/RESULTS.md, 
 # ONNX Runtime on a CPU ran fastest on batches of about one long review (measured on 400 IMDb reviews,
 # int8 MiniLM: 48.8 texts/s at 512 tokens a batch, 45.9 at 1,024, 41.0 at 2,048, 39.4 at 4,096).
 ONNX_CPU_MAX_TOKENS = 512
+_ACROSS_PROCESSES = False  # set by across_processes()
+
+
+@contextlib.contextmanager
+def across_processes() -> Iterator[bool]:
+    """Share ``forward``'s batches among the processes of a launched inference command; yields whether
+    there are several (a process group is up)."""
+    from bertkit import distributed
+
+    global _ACROSS_PROCESSES
+    several = distributed.join_group()
+    _ACROSS_PROCESSES = several
+    try:
+        yield several
+    finally:
+        _ACROSS_PROCESSES = False
 
 
 def pad_arrays(rows: list[dict[str, Any]], pad_id: int) -> dict[str, np.ndarray]:
@@ -85,11 +106,16 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
             return model.run(pad_arrays(batch_rows, pad_id))
     else:
         default, context, run = _torch_runner(model, pad_id, precision, outputs)
+    from bertkit import distributed
+
     lengths = [len(r["input_ids"]) for r in rows]
     results: dict[str, list[Any]] = {name: [None] * len(rows) for name in outputs}
-    bar = console.progress(len(rows), desc if progress else None)
+    batches = list(length_sorted_batches(lengths, batch_size, max_tokens or default))
+    if _ACROSS_PROCESSES:  # every N-th batch: longest first, so each process gets a like share of the work
+        batches = batches[distributed.rank()::distributed.world_size()]
+    bar = console.progress(sum(map(len, batches)), desc if progress else None)
     with context:
-        for idx in length_sorted_batches(lengths, batch_size, max_tokens or default):
+        for idx in batches:
             out = run([rows[i] for i in idx])
             for name in outputs:
                 value = out[name].astype(np.float32, copy=False)
@@ -97,6 +123,11 @@ def forward(model: Any, rows: list[dict[str, Any]], *, pad_id: int, batch_size: 
                     results[name][i] = value[j][: lengths[i]] if per_token else value[j]
             bar.update(len(idx))
     bar.close()
+    if _ACROSS_PROCESSES:
+        mine = {i: tuple(results[name][i] for name in outputs) for idx in batches for i in idx}
+        for i, values in distributed.gather_indexed(mine).items():
+            for name, value in zip(outputs, values):
+                results[name][i] = value
     return results
 
 

@@ -10,13 +10,19 @@ to ``max_batch`` inputs, waiting at most ``wait_ms`` for more after the first) a
 batch, so concurrent clients share the model's batched, length-sorted inference. Bad input gets a
 4xx with the reason (400 malformed JSON, 413 too large, 422 wrong shape), never a 500.
 
-What this does not do: authentication, TLS or several model processes (put it behind a proxy and run
-one process per core group for that).
+``--workers N`` runs N worker processes behind the same port (uvicorn's own multi-process mode: the
+parent holds the socket, each worker accepts connections from it). uvicorn starts a worker as a fresh
+interpreter and hands it an import string, not an object, so the settings travel in an environment
+variable (``SETTINGS_ENV``) and each worker builds its app with ``app_from_environment``: it loads the
+model once, and uses ``cores // N`` CPU threads, so N workers share the cores instead of each taking all.
+
+What this does not do: authentication or TLS (put it behind a proxy for that).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -26,6 +32,7 @@ from bertkit.errors import BertkitError
 
 MAX_BYTES = 1_000_000  # request body
 MAX_INPUTS = 256  # inputs per request
+SETTINGS_ENV = "BERTKIT_SERVE_SETTINGS"  # create_app's arguments, as JSON, for each worker process
 
 
 class _Batcher:
@@ -97,8 +104,10 @@ def rows_of(inputs: Any, recipe: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def create_app(model_dir: str, *, max_batch: int = 64, wait_ms: float = 5.0, batch_size: int = 64) -> Any:
-    """The FastAPI application serving ``model_dir`` (loaded once, here)."""
+def create_app(model_dir: str, *, max_batch: int = 64, wait_ms: float = 5.0, batch_size: int = 64,
+               threads: int | None = None) -> Any:
+    """The FastAPI application serving ``model_dir`` (loaded once, here); ``threads``: the CPU threads
+    its inference may use (None: the libraries' defaults, every core)."""
     import asyncio
 
     from fastapi import FastAPI, Request
@@ -106,7 +115,11 @@ def create_app(model_dir: str, *, max_batch: int = 64, wait_ms: float = 5.0, bat
 
     from bertkit.evaluation import load_for_prediction
 
-    recipe, task, tokenizer, model, spec, precision = load_for_prediction(model_dir)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    recipe, task, tokenizer, model, spec, precision = load_for_prediction(model_dir, threads=threads)
     batcher = _Batcher(lambda rows: task.predict_batch(spec, recipe, tokenizer, model, rows, precision, batch_size),
                        max_batch=max_batch, wait_ms=wait_ms)
     app = FastAPI(title="bertkit", docs_url=None, redoc_url=None)
@@ -154,11 +167,26 @@ def create_app(model_dir: str, *, max_batch: int = 64, wait_ms: float = 5.0, bat
     return app
 
 
-def run(model_dir: str, host: str, port: int, *, max_batch: int = 64, wait_ms: float = 5.0) -> None:
+def app_from_environment() -> Any:
+    """uvicorn's app factory in each ``--workers`` process: ``create_app`` with the settings ``run`` left
+    in ``SETTINGS_ENV``."""
+    return create_app(**json.loads(os.environ[SETTINGS_ENV]))
+
+
+def run(model_dir: str, host: str, port: int, *, max_batch: int = 64, wait_ms: float = 5.0, workers: int = 1) -> None:
+    if workers < 1:
+        raise BertkitError(f"--workers must be 1 or more, got {workers}", "give --workers 1 for one process")
     try:
         import uvicorn
     except ImportError as exc:
         raise BertkitError("bertkit serve needs FastAPI and uvicorn, which are not installed",
                            "pip install 'bertkit[serve]'") from exc
-    app = create_app(model_dir, max_batch=max_batch, wait_ms=wait_ms)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        app = create_app(model_dir, max_batch=max_batch, wait_ms=wait_ms)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ[SETTINGS_ENV] = json.dumps({"model_dir": str(model_dir), "max_batch": max_batch, "wait_ms": wait_ms,
+                                           "threads": threads})
+    uvicorn.run("bertkit.serve:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")

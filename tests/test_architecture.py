@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bertkit"
 # Top first. A module may import modules of its own layer or of a lower one, never of a higher one.
 # Named by their first component under bertkit (tasks covers bertkit.tasks.*).
 LAYERS = [
-    {"cli", "__main__"},
+    {"cli", "cli_launch", "__main__"},
     {"train", "evaluation", "embed", "inspection", "build", "tune", "seeds", "serve", "export", "adaptation", "distill"},
     {"tasks", "trainer", "interrupt", "tracking"},
     {"data", "models", "japanese", "encoding", "inference", "outputs", "plotting", "console", "corpus", "masking", "mistakes",

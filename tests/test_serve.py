@@ -99,3 +99,56 @@ def test_serve_answers_as_predict_does_and_rejects_bad_requests(trained: Path, t
 def test_serve_refuses_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", str(tmp_path)])
     assert result.exit_code == 1 and "not a trained model directory" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc: no psutil needed)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts worker processes through /proc")
+def test_two_workers_answer_what_one_answers(trained: Path, tmp_path: Path) -> None:
+    texts = ["a really great movie", "the plot was boring", "excellent acting", "dull and poor", "fun", "weak"]
+    answers, metadata = {}, {}
+    for workers in (1, 2):
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "bertkit", "serve", str(trained), "--port", str(port),
+                                   "--workers", str(workers)],
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(server, base)
+            if workers == 2:  # uvicorn's supervisor holds the socket; the workers are its children
+                deadline = time.monotonic() + 60
+                while len(_children(server.pid)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert len(_children(server.pid)) >= 2
+            bodies = [json.dumps({"inputs": [t]}).encode() for t in texts * 4]
+            with ThreadPoolExecutor(6) as pool:  # spread over the workers
+                answers[workers] = [call(base + "/predict", b) for b in bodies[:1]] + list(
+                    pool.map(lambda b: call(base + "/predict", b), bodies[1:]))
+            metadata[workers] = call(base + "/metadata")
+            assert call(base + "/health") == (200, {"status": "ok"})
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    assert [a[0] for a in answers[2]] == [200] * len(texts) * 4
+    for one, two in zip(answers[1], answers[2]):
+        assert one[1]["outputs"][0]["label"] == two[1]["outputs"][0]["label"]
+        assert one[1]["outputs"][0]["probabilities"] == pytest.approx(two[1]["outputs"][0]["probabilities"], abs=1e-5)
+    assert metadata[1] == metadata[2]
+
+
+def test_serve_refuses_zero_workers(trained: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", str(trained), "--workers", "0"])
+    assert result.exit_code == 1
+    assert "--workers must be 1 or more" in result.output and "Traceback" not in result.output
