@@ -28,7 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bertkit import console, hardware, outputs, tasks
+from bertkit import console, hardware, models, outputs, tasks
 from bertkit.recipe import Recipe
 from bertkit.tasks import task_text
 
@@ -47,22 +47,11 @@ def _score(metrics: dict[str, Any], metric: str) -> tuple[str, float]:
     return split, float(metrics[split][metric])
 
 
-def _fingerprint(model: str) -> list[Any]:
-    """What identifies a starting model's weights: its files' names, sizes and times."""
-    from bertkit import models
-
-    path = Path(models.resolve(model)[0]) if not Path(model).exists() else Path(model)
-    if not path.is_dir():
-        return [model]
-    return [str(path.resolve())] + sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
-                                          for f in path.iterdir() if f.is_file())
-
-
 def _cache_path(probe: Recipe, seeds: list[int]) -> Path:
     import torch
     import transformers
 
-    key = json.dumps([PROBE_CACHE_VERSION, probe.to_dict(), seeds, _fingerprint(probe.model), torch.__version__,
+    key = json.dumps([PROBE_CACHE_VERSION, probe.to_dict(), seeds, models.fingerprint(probe.model), torch.__version__,
                       transformers.__version__, hardware.resolve_precision(probe.precision)], sort_keys=True, default=str)
     return hardware.cache_dir() / "probe" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 

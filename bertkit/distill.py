@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from bertkit import console, hardware, outputs, tasks
-from bertkit.student import _depth, make_student, same_tokenizer
+from bertkit.student import layer_count, make_student, same_tokenizer
 from bertkit import recipe as recipe_mod
 from bertkit.errors import BertkitError
 
@@ -87,7 +87,7 @@ def split_overrides(overrides: list[str]) -> tuple[Options, list[str]]:
             errors.append(f"unknown distill key {'.'.join(keys)!r} (known: {', '.join(names)})")
             continue
         mine[keys[1]] = value
-    options = recipe_mod._build(Options, mine, "distill.", errors)
+    options = recipe_mod.build_section(Options, mine, "distill.", errors)
     if errors:
         raise BertkitError(errors[0], "fix the distill.* override it names")
     if options.temperature <= 0 or not 0 <= options.alpha <= 1 or options.hidden_weight < 0:
@@ -250,9 +250,9 @@ class DistillLoss:
         import torch
         import transformers
 
-        from bertkit.adaptation import _fingerprint
+        from bertkit import models
 
-        h = hashlib.sha256(json.dumps([CACHE_VERSION, self.task, _fingerprint(self.teacher_dir), precision,
+        h = hashlib.sha256(json.dumps([CACHE_VERSION, self.task, models.fingerprint(self.teacher_dir), precision,
                                        torch.__version__, transformers.__version__]).encode())
         for row in rows:
             h.update(np.asarray(row["input_ids"], dtype=np.int64).tobytes())
@@ -443,7 +443,7 @@ def run(teacher_dir: str, overrides: list[str], output: str, *, overwrite: bool 
         else:
             from transformers import AutoConfig
 
-            depth = _depth(AutoConfig.from_pretrained(teacher_dir))[1]
+            depth = layer_count(AutoConfig.from_pretrained(teacher_dir))[1]
             student_dir = str(scratch / "student")
             layers = options.student_layers or max(1, depth // 2)
             kept = make_student(teacher_dir, task.model_class(), layers, Path(student_dir))["kept"]

@@ -299,7 +299,8 @@ def launch(command: list[str], *, num_processes: int | None, config_file: str | 
         codes = {f.exitcode for f in exc.failures.values()}
         if codes <= {130, 143}:  # a rank stopped by a signal, with a checkpoint: keep its exit code
             raise Interrupted(message, hint, max(codes) - 128) from None
-        raise BertkitError(f"bertkit stopped because rank {failed} of {args.num_processes} failed: {message}",
+        what = "training" if command[0] in ("finetune", "adapt-domain") else f"bertkit {command[0]}"
+        raise BertkitError(f"{what} stopped because rank {failed} of {args.num_processes} failed: {message}",
                            hint or "no output directory was published; fix the cause and run the command again"
                            ) from None
     except subprocess.CalledProcessError as exc:  # the single-process and multi-node DeepSpeed paths

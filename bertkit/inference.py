@@ -46,6 +46,8 @@ def across_processes() -> Iterator[bool]:
         yield several
     finally:
         _ACROSS_PROCESSES = False
+        if several:  # leave the group together: left to interpreter exit, gloo's threads can abort the process
+            distributed.shutdown()
 
 
 def pad_arrays(rows: list[dict[str, Any]], pad_id: int) -> dict[str, np.ndarray]:

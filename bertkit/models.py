@@ -299,3 +299,12 @@ def stored_tensor_names(ref: str) -> set[str] | None:
         with safe_open(str(path), framework="pt") as fh:
             names.update(fh.keys())
     return names or None
+
+
+def fingerprint(model: str) -> list[Any]:
+    """What identifies a starting model's weights: its files' names, sizes and times."""
+    path = Path(resolve(model)[0]) if not Path(model).exists() else Path(model)
+    if not path.is_dir():
+        return [model]
+    return [str(path.resolve())] + sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
+                                          for f in path.iterdir() if f.is_file())

@@ -557,3 +557,9 @@ def save(recipe: Recipe, path: str | Path, notes: list[str] | None = None) -> No
     header = "# Resolved recipe written by bertkit; rerun with: bertkit finetune recipe.yaml --overwrite\n"
     header += "".join(f"# {line}\n" for line in notes or [])
     Path(path).write_text(header + yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def build_section(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
+    """A recipe-like section of another command (e.g. ``distill:``) built and checked as a recipe's own
+    sections are: unknown keys with the closest name, types, nested sections; problems go to ``errors``."""
+    return _build(cls, values, prefix, errors)

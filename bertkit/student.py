@@ -24,7 +24,8 @@ def kept_layers(teacher_layers: int, k: int) -> list[int]:
     return [round((i + 1) * teacher_layers / k) - 1 for i in range(k)]
 
 
-def _depth(config: Any) -> tuple[str, int]:
+def layer_count(config: Any) -> tuple[str, int]:
+    """(config key, value) of a model config's layer count."""
     for key in _DEPTH_KEYS:
         if isinstance(getattr(config, key, None), int):
             return key, getattr(config, key)
@@ -37,7 +38,7 @@ def make_student(teacher_dir: str, model_class: Any, k: int, target: Path) -> di
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(teacher_dir)
-    key, depth = _depth(config)
+    key, depth = layer_count(config)
     if getattr(config, "num_hidden_groups", 1) != 1 or config.model_type == "albert":
         raise BertkitError("an ALBERT teacher shares its layers, so there are no layers to keep",
                            "give distill.student=MODEL instead of distill.student_layers")

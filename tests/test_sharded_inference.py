@@ -27,13 +27,24 @@ TIMEOUT = 300  # a hung rank must not hang the suite
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def bertkit(*args: object, processes: int = 1) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bertkit", *map(str, args)]
-    if processes > 1:
-        command += ["--num-processes", str(processes)]
+def bertkit(*args: object, processes: int = 1) -> str:
+    """Run a command (its stderr back): one process here, in-process on one thread as each launched
+    process runs; several through the launcher, as a user starts them."""
+    if processes == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+        finally:
+            torch.set_num_threads(threads)
+        assert result.exit_code == 0, result.output
+        return result.stderr
+    command = [sys.executable, "-m", "bertkit", *map(str, args), "--num-processes", str(processes)]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return result.stderr
 
 
 def finetune(*args: object) -> None:
@@ -53,8 +64,8 @@ def same_evaluation(model: Path, data: Path, tmp_path: Path) -> None:
 
 def same_predictions(model: Path, data: Path, tmp_path: Path) -> list[str]:
     for n in (1, 2):
-        result = bertkit("predict", model, data, "-o", tmp_path / f"p{n}.jsonl", "--quiet", processes=n)
-        assert result.stderr.count("predictions to") == 1  # the main process reports, once
+        stderr = bertkit("predict", model, data, "-o", tmp_path / f"p{n}.jsonl", "--quiet", processes=n)
+        assert stderr.count("predictions to") == 1  # the main process reports, once
     lines = (tmp_path / "p1.jsonl").read_text().splitlines()
     assert (tmp_path / "p2.jsonl").read_text().splitlines() == lines
     assert not list(tmp_path.glob("*.partial"))
