@@ -39,6 +39,7 @@ def test_window_spans_cover_the_text_in_full_windows(n, budget, stride, cap):
     while end < n:
         end += budget - stride
         expected_count += 1
+    assert text_windows.needed(n, budget, stride) == expected_count
     assert all(e - s == budget for s, e in spans)  # every window is full
     assert spans[0][0] == 0  # the head is always read
     assert spans[-1][1] == n or cap == 1  # and the end, unless one window (the head) is all there is

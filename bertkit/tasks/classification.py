@@ -339,7 +339,7 @@ def windows_needed(tokenizer: Any, recipe: Recipe, full_lengths: list[int]) -> l
     """How many windows each text (of ``full_lengths`` tokens, specials included) needs to be read whole."""
     specials = encoding.template(tokenizer).n_specials(False)
     stride = recipe.options.window_stride(recipe.max_length)
-    return [len(text_windows.spans(n - specials, recipe.max_length - specials, stride, 10**9)) for n in full_lengths]
+    return [text_windows.needed(n - specials, recipe.max_length - specials, stride) for n in full_lengths]
 
 
 def length_report(full_lengths: list[int], max_length: int, windows_needed: list[int] | None = None,

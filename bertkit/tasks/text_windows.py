@@ -26,6 +26,11 @@ class Windows:
     aggregate: Literal["mean", "max"] = "mean"  # how a text's window logits combine (per label)
 
 
+def needed(n: int, budget: int, stride: int) -> int:
+    """How many windows ``spans`` gives ``n`` tokens before ``max_windows`` applies."""
+    return 1 if n <= budget else -(-(n - budget) // (budget - stride)) + 1
+
+
 def spans(n: int, budget: int, stride: int, max_windows: int) -> list[tuple[int, int]]:
     """(start, end) token spans covering ``n`` tokens in windows of ``budget`` tokens that overlap by at
     least ``stride``: starts move on by ``budget - stride`` and the last window ends at the text's end
@@ -33,8 +38,7 @@ def spans(n: int, budget: int, stride: int, max_windows: int) -> list[tuple[int,
     (the first alone when ``max_windows`` is 1)."""
     if n <= budget:
         return [(0, n)]
-    step = budget - stride
-    starts = list(range(0, n - budget, step)) + [n - budget]
+    starts = list(range(0, n - budget, budget - stride)) + [n - budget]  # as many as needed() counts
     if len(starts) > max_windows:  # one window: the head, as truncation: head reads it
         starts = starts[: max_windows - 1] + starts[-1:] if max_windows > 1 else starts[:1]
     return [(s, s + budget) for s in starts]
